@@ -1,0 +1,1 @@
+"""Data: the embedded synthetic cohort (clinosim), synthetic chest X-ray rendering, real-data readers."""

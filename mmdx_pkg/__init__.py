@@ -1,0 +1,2 @@
+"""mmdx: a fully local multimodal diagnostic agent."""
+__version__ = "0.1.0"
