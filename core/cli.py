@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mmdx.agent.web:main", "serve the chat web page"),
     "bench": ("mmdx.evals.cli:bench_main", "benchmarks (serving, agent)"),
     "eval": ("mmdx.evals.cli:eval_main", "evaluation workflows"),
-    "audit": ("mmdx.agent.audit:main", "verify the hash-chained audit log"),
+    "audit": ("mmdx.core.audit:main", "verify the hash-chained audit log"),
 }
 
 

@@ -39,3 +39,36 @@ HUMAN_NAMES: dict[str, str] = {
     "edema": "pulmonary edema",
     "no_finding": "no finding",
 }
+
+# Which diagnoses an imaging finding supports (evidence links in the answer; not a probability).
+FINDING_SUPPORTS: dict[str, tuple[str, ...]] = {
+    "consolidation": ("pneumonia",),
+    "effusion": ("heart_failure", "pneumonia"),
+    "cardiomegaly": ("heart_failure",),
+    "edema": ("heart_failure",),
+    "hyperinflation": ("copd_exacerbation", "asthma_exacerbation"),
+    "no_finding": (),
+}
+
+# Words that name each label in free text (rationale grounding checks, leakage checks).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "pneumonia": ("pneumonia", "pneumonitis", "lobar infection", "chest infection"),
+    "heart_failure": ("heart failure", "cardiac failure", "chf", "hfref", "hfpef", "cardiac decompensation"),
+    "copd_exacerbation": ("copd", "chronic obstructive", "emphysema", "chronic bronchitis"),
+    "asthma_exacerbation": ("asthma", "status asthmaticus", "bronchospasm"),
+    "urinary_tract_infection": ("urinary tract infection", "uti", "pyelonephritis", "cystitis", "urosepsis"),
+    "sepsis": ("sepsis", "septic", "septicaemia", "septicemia", "bacteremia", "bacteraemia"),
+    "consolidation": ("consolidation", "airspace opacity", "airspace disease", "infiltrate"),
+    "effusion": ("effusion", "pleural fluid"),
+    "cardiomegaly": ("cardiomegaly", "enlarged heart", "enlarged cardiac silhouette"),
+    "hyperinflation": ("hyperinflation", "hyperinflated", "hyperexpanded", "flattened diaphragm"),
+    "edema": ("pulmonary edema", "pulmonary oedema", "edema", "oedema", "vascular congestion"),
+}
+
+# Findings and diagnoses outside mmdx's label set: no tool can support them, so an answer that
+# asserts one is ungrounded.
+OUTSIDE_TERMS: tuple[str, ...] = (
+    "pneumothorax", "nodule", "mass", "tumor", "tumour", "cancer", "malignancy", "carcinoma", "fracture",
+    "tuberculosis", "pulmonary embolism", "embolus", "myocardial infarction", "stemi", "nstemi", "covid",
+    "atelectasis", "fibrosis", "lymphadenopathy", "aortic dissection", "stroke", "appendicitis", "meningitis",
+)

@@ -28,7 +28,8 @@ class Provenance(BaseModel):
     model_config = ConfigDict(frozen=True, protected_namespaces=())
     model_id: str
     weights_sha256: str
-    calibration_temperature: float | None = None
+    calibration: str = ""  # e.g. "per-label temperature scaling on the validation split"
+    temperatures: tuple[float, ...] = ()  # per label, in the order of the output's scores
     training_data: str = ""  # e.g. "synthetic: clinosim cohort seed 7 (digest ...)"
     device: str = "cpu"
 

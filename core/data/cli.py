@@ -1,0 +1,133 @@
+"""`mmdx data`: build the synthetic cohort, copy the demo cases, print cohort counts, import real data.
+
+    mmdx data build --population N --out DIR [--seed S | --seeds S1,S2..] [--workers K]
+    mmdx data demo --out DIR
+    mmdx data stats DIR
+    mmdx data import ...            (delegates to mmdx.core.data.readers_cli)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from mmdx.core.data import cohort
+from mmdx.core.labels import DIAGNOSES
+
+log = logging.getLogger(__name__)
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds is empty")
+    return seeds
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmdx data", description="Synthetic cohort, demo cases, real-data import.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    default_seeds = ",".join(str(s) for s in cohort.DEFAULT_SEEDS)
+    b = sub.add_parser("build", help="simulate with clinosim and convert to PatientCase files",
+                       description="Simulate with clinosim (one process per seed, cached under OUT/raw) "
+                                   "and convert inpatient/ED encounters into PatientCase files under OUT/cases.")
+    b.add_argument("--seed", type=int, help="one simulator seed (shorthand for --seeds S)")
+    b.add_argument("--seeds", type=_seed_list, help=f"comma-separated simulator seeds (default {default_seeds})")
+    b.add_argument("--population", type=_positive, default=cohort.DEFAULT_POPULATION,
+                   help=f"catchment population per seed (default {cohort.DEFAULT_POPULATION})")
+    b.add_argument("--out", type=Path, required=True, help="output directory")
+    b.add_argument("--workers", type=_positive, default=2, help="simulator processes at once (default 2)")
+    b.add_argument("--start", default="2024-01-01", help="simulation start date (default 2024-01-01)")
+    b.add_argument("--end", default="2024-12-31", help="simulation end date (default 2024-12-31)")
+    d = sub.add_parser("demo", help="copy the committed demo cases and images",
+                       description="Copy the small committed synthetic demo cases (and their X-ray PNGs) to OUT.")
+    d.add_argument("--out", type=Path, required=True, help="output directory")
+    s = sub.add_parser("stats", help="print the counts of a built cohort",
+                       description="Print cases per label and split from DIR/manifest.json.")
+    s.add_argument("dir", type=Path, help="cohort directory (holding manifest.json)")
+    sub.add_parser("import", help="read a real dataset into PatientCase files (see: mmdx data import --help)",
+                   add_help=False)
+    return p
+
+
+def _print_stats(manifest: dict) -> None:
+    counts = manifest["counts"]
+    header = f"{'label':<26}" + "".join(f"{s:>8}" for s in cohort.SPLITS)
+    print(header)
+    for d in DIAGNOSES:
+        print(f"{d:<26}" + "".join(f"{counts[s].get(d, 0):>8}" for s in cohort.SPLITS))
+    print(f"{'cases':<26}" + "".join(f"{manifest['cases_per_split'][s]:>8}" for s in cohort.SPLITS))
+    print(f"skipped: {json.dumps(manifest.get('skipped', {}), sort_keys=True)}")
+    print(f"modalities: {json.dumps(manifest.get('modalities', {}), sort_keys=True)}")
+    print(f"sha256: {manifest.get('sha256', '')}")
+
+
+def demo_dir() -> Path:
+    """The packaged directory of committed demo cases."""
+    return Path(str(resources.files("mmdx.core.data") / "demo"))
+
+
+def copy_demo(out: Path) -> list[Path]:
+    """Copy the committed demo cases (cases/*.json) and images (images/*.png) to `out`."""
+    src = demo_dir()
+    written = []
+    for sub in ("cases", "images"):
+        for p in sorted((src / sub).glob("*")):
+            if p.is_file():
+                dst = Path(out) / sub / p.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, dst)
+                written.append(dst)
+    if not any(p.suffix == ".json" for p in written):
+        raise FileNotFoundError(f"no demo cases found under {src}")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "import":
+        from mmdx.core.data.readers_cli import main as readers_main
+
+        return int(readers_main(argv[1:]) or 0)
+    args = _parser().parse_args(argv)
+    if args.cmd == "build":
+        seeds = args.seeds or ([args.seed] if args.seed is not None else list(cohort.DEFAULT_SEEDS))
+        if args.seeds and args.seed is not None:
+            seeds = list(dict.fromkeys([args.seed, *args.seeds]))
+        logging.getLogger("mmdx").setLevel(logging.INFO)
+        manifest = cohort.build_cohort(args.out, seeds, args.population, args.start, args.end, args.workers)
+        _print_stats(manifest)
+        return 0
+    if args.cmd == "demo":
+        written = copy_demo(args.out)
+        print(f"wrote {sum(p.suffix == '.json' for p in written)} demo cases to {args.out / 'cases'} (synthetic)")
+        return 0
+    if args.cmd == "stats":
+        path = args.dir / "manifest.json"
+        if not path.is_file():
+            print(f"mmdx data stats: no manifest.json in {args.dir}", file=sys.stderr)
+            return 2
+        _print_stats(json.loads(path.read_text()))
+        return 0
+    raise AssertionError(f"unhandled subcommand {args.cmd}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The agent graph with a scripted LLM and fake tools: plan -> guard -> execute -> reflect -> answer."""
+from __future__ import annotations
+
+import pytest
+
+from mmdx.agent.graph import AgentConfig, DiagnosticAgent
+from mmdx.agent.llm import LLMTimeout, ScriptedLLM
+from mmdx.core.audit import AuditLog, verify
+from mmdx.tools.runner import InProcessRunner
+
+from agent_fakes import FAKE_TOOLS, CrashingNotes, make_case
+
+
+def agent_with(script, tools=FAKE_TOOLS, audit=None):
+    llm = ScriptedLLM(script)
+    runner = InProcessRunner(tool_factory=lambda n: tools[n]())
+    return DiagnosticAgent(llm, runner=runner, tools=tools, audit=audit), llm
+
+
+PLAN_ALL = {"calls": [{"tool": "cxr", "reason": "image present"}, {"tool": "labs", "reason": "labs present"}, {"tool": "notes", "reason": "notes"}]}
+NO_MORE = {"calls": []}
+GOOD = {"rationale": "Pneumonia is most likely (0.65): the labs and notes models agree and the X-ray model reports consolidation."}
+
+
+def test_full_slice_ranks_from_tools_and_links_evidence():
+    agent, llm = agent_with([PLAN_ALL, GOOD])  # reflect skipped: nothing left to run
+    dx = agent.diagnose(make_case())
+    assert dx.rationale_source == "llm" and dx.grounding.ok
+    top = dx.differential[0]
+    assert top.diagnosis == "pneumonia"
+    assert top.probability == pytest.approx((0.7 + 0.6) / 2)
+    tools = {e.tool for e in top.evidence}
+    assert tools == {"labs", "notes", "cxr"}  # cxr's consolidation supports pneumonia
+    assert not dx.abstained
+    assert llm.remaining == 0
+    # the planner never sees note text (prompt-injection surface)
+    assert all("Cough and fever" not in m["content"] for c in llm.calls for m in c["messages"])
+
+
+def test_guard_drops_absent_and_unknown_and_dedups():
+    plan = {"calls": [{"tool": "cxr", "reason": "x"}, {"tool": "labs", "reason": "y"}, {"tool": "labs", "reason": "again"}]}
+    labs_only = {"rationale": "Pneumonia is most likely (0.70) from the labs model."}
+    agent, llm = agent_with([plan, NO_MORE, labs_only])
+    dx = agent.diagnose(make_case(cxr=False))
+    assert dx.rationale_source == "llm"
+    actions = {(o.action, o.tool) for o in dx.overrides}
+    assert ("dropped", "cxr") in actions and ("deduplicated", "labs") in actions
+    assert [p.tool for p in dx.plan] == ["labs"]
+    # notes were present but not chosen: reflect offered them, the LLM declined; the answer says so
+    assert any(m.modality == "notes" and "not examined" in m.handling for m in dx.missing)
+    assert any(m.modality == "cxr" and "no cxr" in m.handling for m in dx.missing)
+
+
+def test_reflect_can_add_a_tool():
+    plan = {"calls": [{"tool": "labs", "reason": "labs first"}]}
+    more = {"calls": [{"tool": "notes", "reason": "check the history"}]}
+    agent, llm = agent_with([plan, more, {"rationale": "Pneumonia is most likely (0.65) from labs and notes."}])
+    dx = agent.diagnose(make_case(cxr=False))
+    assert [(p.tool, p.source) for p in dx.plan] == [("labs", "llm"), ("notes", "reflect")]
+
+
+def test_llm_failure_degrades_to_classifiers():
+    agent, llm = agent_with([LLMTimeout("t"), "not json", LLMTimeout("t"), LLMTimeout("t")])
+    dx = agent.diagnose(make_case())
+    assert {p.tool for p in dx.plan} == {"cxr", "labs", "notes"}  # fallback ran every available tool
+    assert all(p.source == "fallback" for p in dx.plan)
+    assert dx.rationale_source == "template"
+    assert any("planner unavailable" in d for d in dx.degraded)
+    assert any("rationale unavailable" in d for d in dx.degraded)
+    assert dx.differential[0].diagnosis == "pneumonia"
+
+
+def test_ungrounded_rationale_is_retried_then_replaced():
+    bad = {"rationale": "There is a pneumothorax and likely lung cancer."}
+    agent, llm = agent_with([PLAN_ALL, bad, bad])
+    dx = agent.diagnose(make_case())
+    assert dx.rationale_source == "template"
+    assert "pneumothorax" not in dx.rationale.lower()
+    assert any("grounding" in d for d in dx.degraded)
+
+
+def test_negated_mentions_pass_grounding():
+    ok = {"rationale": "Pneumonia is favoured (0.65); there is no evidence of pneumothorax or heart failure."}
+    agent, _ = agent_with([PLAN_ALL, ok])
+    dx = agent.diagnose(make_case())
+    assert dx.rationale_source == "llm", dx.grounding
+
+
+def test_crashing_tool_is_reported_not_fatal():
+    tools = {**FAKE_TOOLS, "notes": CrashingNotes}
+    agent, _ = agent_with([PLAN_ALL, GOOD], tools=tools)
+    dx = agent.diagnose(make_case())
+    assert any(f.startswith("notes: tool_error") for f in dx.tool_failures)
+    assert dx.differential[0].probability == pytest.approx(0.7)  # labs alone
+
+
+def test_only_imaging_abstains_on_diagnosis():
+    agent, _ = agent_with([{"calls": [{"tool": "cxr", "reason": "only input"}]}, {"rationale": "The X-ray model reports consolidation (0.81); no diagnosis model could run."}])
+    dx = agent.diagnose(make_case(labs=False, notes=False))
+    assert dx.abstained and "no diagnosis model" in dx.abstention_reason
+    assert any(f.label == "consolidation" and f.positive for f in dx.imaging_findings)
+
+
+def test_audit_log_records_every_decision(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    agent, _ = agent_with([PLAN_ALL, GOOD], audit=log)
+    agent.diagnose(make_case(note_text="SECRET patient words"))
+    text = (tmp_path / "audit.jsonl").read_text()
+    assert "SECRET" not in text  # digests, not note text
+    kinds = [__import__("json").loads(l)["kind"] for l in text.splitlines()]
+    assert kinds.count("tool_call") == 3 and "llm_decision" in kinds and kinds[-1] == "diagnosis"
+    assert verify(tmp_path / "audit.jsonl")[0]

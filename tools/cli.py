@@ -1,0 +1,75 @@
+"""`mmdx tools list` and `mmdx tool NAME --case FILE`: the tools from the shell."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mmdx.core.case import PatientCase
+from mmdx.core.errors import CaseValidationError, MmdxError, ToolInputError
+
+
+def tools_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdx tools", description="List the registered tools.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="list tools with what they require and their description")
+    ls.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    from mmdx import tools
+    from mmdx.core.tool import describe
+
+    rows = [
+        {"name": n, "requires": sorted(m.value for m in cls.requires), "target": getattr(cls, "target", ""),
+         "description": describe(cls), "input_schema": cls.Input.model_json_schema()["title"],
+         "output_schema": cls.Output.__name__}
+        for n, cls in tools.registry().items()
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+    else:
+        for r in rows:
+            print(f"{r['name']:<8} requires {', '.join(r['requires']):<6}  {r['description']}")
+    return 0
+
+
+def tool_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdx tool", description="Run one tool on a case file.")
+    p.add_argument("name", help="tool name (see `mmdx tools list`)")
+    p.add_argument("--case", required=True, help="patient case JSON file")
+    p.add_argument("--weights", help="weights directory (default: the shipped weights)")
+    p.add_argument("--json", action="store_true", help="print the typed output as JSON")
+    args = p.parse_args(argv)
+    from mmdx import tools
+    from mmdx.core.tool import CaseInput
+
+    try:
+        case = PatientCase.load(args.case)
+        tool = tools.get(args.name) if not args.weights else tools.registry()[args.name](weights_dir=args.weights)
+        out = tool(CaseInput(case=case))
+    except CaseValidationError as e:
+        print(f"mmdx tool: invalid case {args.case}:", file=sys.stderr)
+        for field, msg in e.problems:
+            print(f"  {field}: {msg}", file=sys.stderr)
+        return 1
+    except ToolInputError as e:
+        if args.json:
+            json.dump({"error": e.kind, "message": str(e), "field": e.field}, sys.stdout)
+            print()
+        else:
+            print(f"mmdx tool {args.name}: {e.kind}: {e}", file=sys.stderr)
+        return 1
+    except MmdxError as e:
+        print(f"mmdx tool {args.name}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(out.model_dump_json(indent=2))
+    else:
+        print(f"{args.name} on {case.case_id} ({out.provenance.model_id}, weights {out.provenance.weights_sha256[:12]}):")
+        for s in sorted(out.scores, key=lambda s: -s.probability):
+            mark = "+" if s.positive else " "
+            print(f"  {mark} {s.label:<26} p={s.probability:.3f} (threshold {s.threshold:.2f})")
+        print(f"  OOD score {out.ood_score:.2f}{' (flagged)' if out.ood_flag else ''}")
+        for n in out.notes:
+            print(f"  note: {n}")
+    return 0

@@ -1,0 +1,418 @@
+"""The tool runner over Ray actors: the same `run(requests) -> results` as `InProcessRunner`, served by
+pools of long-lived actors that load their model once and batch requests from every caller.
+
+    from mmdx.tools.ray_runner import RayRunner
+    runner = RayRunner(pool_sizes={"cxr": 2})          # or address="10.0.0.5:6379" to join a cluster
+    results = runner.run([("cxr", CaseInput(case=c)) for c in cases], timeout_s=30)
+    runner.close()
+
+Each tool lives in a pool of named actors (namespace "mmdx"). An actor is an asyncio actor: calls
+from any number of cases, threads or drivers put their inputs on one queue, and a batching loop
+takes up to `max_batch_size` inputs, or whatever arrived within `max_wait_ms` of the first, through
+ONE `tool.batch(inputs)` call in a worker thread, so the queue keeps filling while the model runs.
+
+Faults come back typed, never as a hang: per-case input errors are the tool's own `ToolFailure`s; an
+actor that dies is restarted by Ray and the calls it held are retried alone (one input per call, so
+a poison input cannot take its neighbours down twice) up to `max_retries` times, then reported as
+`kind="actor_died"` with `retried=n`; a call still unanswered at the deadline is cancelled and
+reported as `kind="timeout"`.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from mmdx.core import registry
+from mmdx.core.errors import ToolInputError
+from mmdx.core.tool import CaseInput
+from mmdx.tools.runner import ToolFailure, ToolResult, failure_from
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "mmdx"
+ADDRESS_ENV = "MMDX_RAY_ADDRESS"  # a cluster to join when `address` is not given
+_ACTOR_PREFIX = "mmdx-tool"  # actor names: mmdx-tool/<tool>/<index>/<host>/<pid>/<runner>
+_runner_ids = itertools.count()
+
+
+class _ToolServer:
+    """One Ray actor serving one tool: loads it once, batches every concurrent call into `tool.batch`."""
+
+    def __init__(self, tool_name: str, tool_factory: Callable | None, max_batch_size: int, max_wait_ms: float,
+                 torch_threads: int):
+        import ray
+        import torch
+
+        self._device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        if self._device == "cpu":
+            torch.set_num_threads(torch_threads)  # fractional CPUs: one intra-op thread, or actors fight
+        self._name = tool_name
+        self._tool = _build_tool(tool_name, tool_factory, self._device)
+        self._max_batch = max(1, int(max_batch_size))
+        self._max_wait_s = max(0.0, max_wait_ms / 1000.0)
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mmdx-{tool_name}")
+        self._queue: asyncio.Queue | None = None
+        self._loop_task: asyncio.Task | None = None
+        self._batch_sizes: list[int] = []
+
+    async def ready(self) -> dict:
+        return {"tool": self._name, "device": self._device, "pid": os.getpid(), "host": socket.gethostname()}
+
+    async def stats(self) -> dict:
+        return {"batch_sizes": list(self._batch_sizes)}
+
+    async def run(self, inputs: list[CaseInput], isolate: bool = False) -> list[ToolResult]:
+        """Results for `inputs`, in order. `isolate` runs each input in a batch of its own (retries)."""
+        loop = asyncio.get_running_loop()
+        if isolate:
+            return [(await loop.run_in_executor(self._compute, self._run_batch, [inp]))[0] for inp in inputs]
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._loop_task = asyncio.create_task(self._batch_loop())
+        futures = [loop.create_future() for _ in inputs]
+        for inp, fut in zip(inputs, futures):
+            self._queue.put_nowait((inp, fut))
+        return list(await asyncio.gather(*futures))
+
+    async def _batch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._queue is not None
+        while True:
+            items = [await self._queue.get()]
+            deadline = loop.time() + self._max_wait_s
+            while len(items) < self._max_batch:
+                if not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                    continue
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(self._queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            items = [(inp, fut) for inp, fut in items if not fut.done()]  # callers cancelled meanwhile
+            if not items:
+                continue
+            self._batch_sizes.append(len(items))
+            try:
+                outs = await loop.run_in_executor(self._compute, self._run_batch, [inp for inp, _ in items])
+            except Exception as e:  # noqa: BLE001 - reported to each caller; the loop must survive
+                outs = [ToolFailure(tool=self._name, case_id=inp.case.case_id, kind="tool_error",
+                                    message=f"{type(e).__name__}: {e}") for inp, _ in items]
+            for (_, fut), out in zip(items, outs):
+                if not fut.done():
+                    fut.set_result(out)
+
+    def _run_batch(self, inputs: list[CaseInput]) -> list[ToolResult]:
+        tool = self._tool
+        try:
+            outs = tool.batch(inputs) if hasattr(tool, "batch") else [_call_one(tool, i) for i in inputs]
+        except Exception as e:  # a tool bug must not sink the other requests in the batch's run()
+            log.exception("tool %s raised", self._name)
+            return [ToolFailure(tool=self._name, case_id=i.case.case_id, kind="tool_error",
+                                message=f"{type(e).__name__}: {e}") for i in inputs]
+        if len(outs) != len(inputs):
+            return [ToolFailure(tool=self._name, case_id=i.case.case_id, kind="tool_error",
+                                message=f"{self._name}.batch returned {len(outs)} results for {len(inputs)} inputs")
+                    for i in inputs]
+        return [failure_from(self._name, i.case.case_id, o) if isinstance(o, ToolInputError) else o
+                for i, o in zip(inputs, outs)]
+
+
+def _call_one(tool, inp: CaseInput):
+    try:
+        return tool(inp)
+    except ToolInputError as e:
+        return e
+
+
+def _build_tool(name: str, tool_factory: Callable | None, device: str):
+    """Build tool `name` on `device`: with `tool_factory(name[, device=])`, else from the registry."""
+    if tool_factory is None:
+        from mmdx import tools  # fills the registry in this worker
+
+        cls = registry.tool_class(name)
+        if "device" in inspect.signature(cls).parameters:
+            return cls(device=device)
+        return tools.get(name)
+    try:
+        accepts_device = "device" in inspect.signature(tool_factory).parameters
+    except (TypeError, ValueError):
+        accepts_device = False
+    return tool_factory(name, device=device) if accepts_device else tool_factory(name)
+
+
+@dataclass
+class _Call:
+    tool: str
+    idxs: list[int]  # positions in the request list
+    attempt: int  # 0 = first try
+    actor: int  # index in the tool's pool
+
+
+class RayRunner:
+    """Runs tools on pools of Ray actors, one pool per tool, with dynamic batching inside each actor.
+
+    `tool_names`: the tools this runner serves (default: every registered tool); other names come
+    back as `unknown_tool`. `pool_sizes`: actors per tool (default 1). `num_gpus_per_actor`: None
+    asks for a share of the cluster's GPUs when it has any (the tool then runs on cuda), else 0.
+    `address` (or $MMDX_RAY_ADDRESS) joins a running cluster; otherwise a Ray already initialised
+    in this process is used, or a local one is started. `tool_factory(name[, device=])` builds the
+    tools inside the actors (it must pickle); the default builds them from the registry.
+    Actors start lazily, on a tool's first request; `warmup()` starts them all and waits.
+    """
+
+    def __init__(self, tool_names: Sequence[str] | None = None, pool_sizes: dict[str, int] | None = None,
+                 max_batch_size: int = 32, max_wait_ms: float = 5, num_cpus_per_actor: float = 0.25,
+                 num_gpus_per_actor: float | None = None, address: str | None = None,
+                 request_timeout_s: float = 60, max_retries: int = 2, tool_factory: Callable | None = None,
+                 torch_threads: int = 1):
+        import ray
+
+        self._ray = ray
+        if tool_names is None:
+            from mmdx import tools  # noqa: F401 - fills the registry
+
+            tool_names = registry.names()
+        self.tool_names = tuple(tool_names)
+        self._pool_sizes = {n: max(1, int((pool_sizes or {}).get(n, 1))) for n in self.tool_names}
+        self._max_batch_size = max_batch_size
+        self._max_wait_ms = max_wait_ms
+        self._num_cpus = num_cpus_per_actor
+        self._timeout_s = request_timeout_s
+        self._max_retries = max(0, int(max_retries))
+        self._factory = tool_factory
+        self._torch_threads = torch_threads
+        self._started_ray = _ensure_ray(address or os.environ.get(ADDRESS_ENV))
+        self._num_gpus = self._gpu_share() if num_gpus_per_actor is None else float(num_gpus_per_actor)
+        self._id = f"{socket.gethostname()}/{os.getpid()}/{next(_runner_ids)}"  # names: prefix/tool/i/host/pid/n
+        self._pools: dict[str, list] = {}
+        self._next_actor: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self._closed = False
+        _kill_orphans(ray)
+
+    # -- public interface ------------------------------------------------------------------------
+
+    def run(self, requests: Sequence[tuple[str, CaseInput]], timeout_s: float | None = None) -> list[ToolResult]:
+        if self._closed:
+            raise RuntimeError("RayRunner is closed")
+        ray = self._ray
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        results: list[ToolResult | None] = [None] * len(requests)
+        by_tool: dict[str, list[int]] = defaultdict(list)
+        for idx, (name, inp) in enumerate(requests):
+            if name in self._pool_sizes:
+                by_tool[name].append(idx)
+            else:
+                results[idx] = ToolFailure(
+                    tool=name, case_id=inp.case.case_id, kind="unknown_tool", field="tool",
+                    message=f"unknown tool {name!r}; known: {', '.join(sorted(self._pool_sizes)) or 'none'}")
+
+        pending: dict = {}  # ObjectRef -> _Call
+        for name, idxs in by_tool.items():
+            pool = self._pool(name)
+            start = self._take_actor(name, len(pool))
+            n_chunks = min(len(pool), len(idxs))
+            size = -(-len(idxs) // n_chunks)
+            for k in range(n_chunks):
+                chunk = idxs[k * size:(k + 1) * size]
+                if chunk:
+                    a = (start + k) % len(pool)
+                    ref = pool[a].run.remote([requests[i][1] for i in chunk])
+                    pending[ref] = _Call(name, chunk, 0, a)
+
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=left)
+            for ref in ready:
+                call = pending.pop(ref)
+                try:
+                    outs = ray.get(ref, timeout=max(1.0, left))
+                except ray.exceptions.RayActorError as e:
+                    self._on_actor_error(call, e, requests, results, pending)
+                    continue
+                except ray.exceptions.RayError as e:  # e.g. a result that failed to unpickle
+                    log.error("tool %s call failed: %s", call.tool, e)
+                    for i in call.idxs:
+                        results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id,
+                                                 kind="tool_error", message=f"{type(e).__name__}: {e}",
+                                                 retried=call.attempt)
+                    continue
+                for i, out in zip(call.idxs, outs):
+                    results[i] = out
+
+        for ref, call in pending.items():  # past the deadline
+            ray.cancel(ref)
+            for i in call.idxs:
+                results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="timeout",
+                                         message=f"{call.tool} did not answer within {timeout:g}s",
+                                         retried=call.attempt)
+        return results  # type: ignore[return-value]
+
+    def warmup(self, timeout_s: float | None = None) -> dict[str, list[dict]]:
+        """Start every pool and wait until each actor has loaded its tool; returns where each runs."""
+        refs = {n: [a.ready.remote() for a in self._pool(n)] for n in self.tool_names}
+        t = self._timeout_s if timeout_s is None else timeout_s
+        return {n: self._ray.get(r, timeout=t) for n, r in refs.items()}
+
+    def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:
+        """The size of every `tool.batch` call each started pool has made, actor by actor, concatenated."""
+        with self._lock:
+            pools = dict(self._pools)
+        out: dict[str, list[int]] = {}
+        for name, pool in pools.items():
+            stats = self._ray.get([a.stats.remote() for a in pool], timeout=timeout_s)
+            out[name] = [b for s in stats for b in s["batch_sizes"]]
+        return out
+
+    def actor_names(self) -> dict[str, list[str]]:
+        return {n: [self._actor_name(n, i) for i in range(len(p))] for n, p in self._pools.items()}
+
+    def close(self) -> None:
+        """Kill this runner's actors; shut Ray down if this runner started it."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            for actor in pool:
+                try:
+                    self._ray.kill(actor, no_restart=True)
+                except Exception as e:  # noqa: BLE001 - already gone
+                    log.debug("kill: %s", e)
+        if self._started_ray:
+            self._ray.shutdown()
+
+    def __enter__(self) -> "RayRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _on_actor_error(self, call: _Call, err, requests, results, pending) -> None:
+        """An actor died holding `call`: retry each input alone on the next actor, or report it."""
+        if getattr(err, "actor_init_failed", False):
+            log.error("tool %s failed to start: %s", call.tool, err)
+            with self._lock:
+                self._pools.pop(call.tool, None)  # rebuilt on the next request
+            for i in call.idxs:
+                results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="tool_error",
+                                         message=f"{call.tool} failed to load: {_first_line(err)}", retried=call.attempt)
+            return
+        if call.attempt >= self._max_retries:
+            for i in call.idxs:
+                results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="actor_died",
+                                         message=f"the {call.tool} actor died while running this input "
+                                                 f"({_first_line(err)})", retried=call.attempt)
+            return
+        log.warning("tool %s actor %d died (%s); retrying %d input(s) alone", call.tool, call.actor,
+                    _first_line(err), len(call.idxs))
+        pool = self._pool(call.tool)
+        for k, i in enumerate(call.idxs):
+            a = (call.actor + 1 + k) % len(pool)
+            ref = pool[a].run.remote([requests[i][1]], isolate=True)
+            pending[ref] = _Call(call.tool, [i], call.attempt + 1, a)
+
+    def _actor_name(self, tool: str, i: int) -> str:
+        return f"{_ACTOR_PREFIX}/{tool}/{i}/{self._id}"
+
+    def _pool(self, name: str) -> list:
+        with self._lock:
+            pool = self._pools.get(name)
+            if pool is None:
+                remote = self._ray.remote(_ToolServer)
+                pool = [
+                    remote.options(
+                        name=self._actor_name(name, i), namespace=NAMESPACE, lifetime="non_detached",
+                        num_cpus=self._num_cpus, num_gpus=self._num_gpus,
+                        max_restarts=-1, max_task_retries=0,  # we retry ourselves, counting, one input alone
+                        max_concurrency=1000,
+                    ).remote(name, self._factory, self._max_batch_size, self._max_wait_ms, self._torch_threads)
+                    for i in range(self._pool_sizes[name])
+                ]
+                self._pools[name] = pool
+            return pool
+
+    def _take_actor(self, name: str, n: int) -> int:
+        with self._lock:
+            i = self._next_actor[name]
+            self._next_actor[name] = (i + 1) % n
+            return i
+
+    def _gpu_share(self) -> float:
+        gpus = float(self._ray.cluster_resources().get("GPU", 0.0))
+        if gpus <= 0:
+            return 0.0
+        n_actors = sum(self._pool_sizes.values()) or 1
+        return min(1.0, gpus / n_actors)
+
+
+def _ensure_ray(address: str | None) -> bool:
+    """Join `address`, reuse this process's Ray, or start a local one. True when we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    else:
+        # "local": never join someone else's cluster on this machine by accident.
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, namespace=NAMESPACE,
+                 log_to_driver=False)
+    return True
+
+
+def _kill_orphans(ray) -> None:
+    """Kill named mmdx actors left behind by a driver on this host that no longer runs."""
+    host = socket.gethostname()
+    try:
+        named = ray.util.list_named_actors(all_namespaces=True)
+    except Exception as e:  # noqa: BLE001 - best effort; a missing listing only means no cleanup
+        log.debug("cannot list named actors: %s", e)
+        return
+    for entry in named:
+        name, ns = entry.get("name", ""), entry.get("namespace")
+        parts = name.split("/")  # prefix, tool, index, host, pid, runner counter
+        if ns != NAMESPACE or len(parts) != 6 or parts[0] != _ACTOR_PREFIX:
+            continue
+        if parts[3] != host or not parts[4].isdigit() or _pid_alive(int(parts[4])):
+            continue
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+            log.info("killed orphaned actor %s", name)
+        except Exception as e:  # noqa: BLE001 - it died meanwhile
+            log.debug("orphan %s: %s", name, e)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _first_line(err) -> str:
+    s = str(err).strip().splitlines()
+    return s[0][:300] if s else type(err).__name__
