@@ -80,14 +80,15 @@ def _negated(text: str, pos: int) -> bool:
     return bool(_NEGATION.search(window))
 
 
-def check_grounding(rationale: str, entries: list[DifferentialEntry], outputs: list[ClassifierOutput]) -> GroundingReport:
+def check_grounding(rationale: str, entries: list[DifferentialEntry], outputs: list[ClassifierOutput],
+                    extra_supported: set[str] = frozenset()) -> GroundingReport:
     """Reject a rationale that asserts a finding or diagnosis no tool output supports.
 
     Supported: diagnoses in the top three of the differential or above threshold, and imaging
     findings a tool called positive. A negated mention ("no effusion") is allowed. Anything outside
     mmdx's label set (pneumothorax, cancer...) asserted positively is unsupported.
     """
-    supported = {e.diagnosis for e in entries[:3]} | {e.diagnosis for e in entries if e.likely}
+    supported = {e.diagnosis for e in entries[:3]} | {e.diagnosis for e in entries if e.likely} | set(extra_supported)
     for out in outputs:
         supported |= {s.label for s in out.scores if s.positive}
     terms: list[tuple[str, str]] = [(lab, syn) for lab, syns in SYNONYMS.items() for syn in syns]

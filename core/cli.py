@@ -9,7 +9,7 @@ import sys
 
 # subcommand -> (module:function taking argv, one-line help). The function parses its own argv.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("mmdx.core.demo_cli:main", "run the main job: the agent (or the tools) on a demo case"),
+    "demo": ("mmdx.agent.cli:demo_main", "run the main job: the agent (or the tools) on a demo case"),
     "data": ("mmdx.core.data.cli:main", "build the synthetic cohort, write demo cases, read real datasets"),
     "case": ("mmdx.core.case_cli:main", "validate patient case files"),
     "tools": ("mmdx.tools.cli:tools_main", "list the registered tools"),

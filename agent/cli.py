@@ -1,0 +1,212 @@
+"""`mmdx demo`, `mmdx diagnose` and `mmdx chat`: the agent from the shell."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from mmdx.core.case import PatientCase
+from mmdx.core.config import home
+from mmdx.core.errors import CaseValidationError, MmdxError
+
+
+def add_agent_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("agent")
+    g.add_argument("--llm-backend", default=os.environ.get("MMDX_LLM_BACKEND", "llamacpp"), choices=["llamacpp", "transformers"],
+                   help="LLM runtime (default: llamacpp, fast on CPU; env MMDX_LLM_BACKEND)")
+    g.add_argument("--llm-model", default=os.environ.get("MMDX_LLM_MODEL", "qwen2.5-coder-1.5b"),
+                   help="packaged model: qwen2.5-coder-1.5b (default) or qwen2.5-coder-0.5b (env MMDX_LLM_MODEL)")
+    g.add_argument("--threads", type=int, default=int(os.environ.get("MMDX_LLM_THREADS", "2")), help="LLM CPU threads")
+    g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=["inprocess", "ray"],
+                   help="where tools run: in this process, or in Ray actors")
+    g.add_argument("--ray-address", default=os.environ.get("MMDX_RAY_ADDRESS"), help="join an existing Ray cluster")
+    g.add_argument("--audit-log", default=str(home() / "audit.jsonl"), help="hash-chained audit log ('' to disable)")
+
+
+def build_agent(args):
+    from mmdx.agent.graph import DiagnosticAgent
+    from mmdx.agent.llm import LLMConfig, load_llm
+    from mmdx.core.audit import AuditLog
+
+    llm = load_llm(LLMConfig(backend=args.llm_backend, model=args.llm_model, n_threads=args.threads))
+    runner = None
+    if args.runner == "ray":
+        from mmdx.tools.ray_runner import RayRunner
+
+        runner = RayRunner(address=args.ray_address)
+    audit = AuditLog(args.audit_log) if args.audit_log else None
+    return DiagnosticAgent(llm, runner=runner, audit=audit)
+
+
+def demo_dir() -> Path:
+    """The packaged demo cases, copied once to $MMDX_HOME/demo."""
+    out = home() / "demo"
+    if not (out / ".complete").exists():
+        from mmdx.core.data.cli import write_demo
+
+        write_demo(out)
+        (out / ".complete").write_text("ok")
+    return out
+
+
+def _print_trace(final: dict) -> None:
+    dx = final["diagnosis"]
+    print("plan:")
+    for p in dx.plan:
+        print(f"  - {p.tool:<6} [{p.source}] {p.reason}")
+    for o in dx.overrides:
+        print(f"  guard {o.action} {o.tool}: {o.why}")
+    for e in final.get("events", []):
+        if e["step"] == "tools":
+            print(f"  tools {', '.join(e['tools'])} ran in {e['latency_s']:.2f}s")
+        else:
+            print(f"  llm {e['step']}: {'valid' if e['schema_valid'] else 'INVALID'} in {e['latency_s']:.1f}s")
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdx demo", description="Run the diagnostic agent with the local LLM on a packaged demo case (synthetic).")
+    p.add_argument("--case", help="demo case id or a case file (default: the first demo case)")
+    p.add_argument("--all", action="store_true", help="run every demo case")
+    p.add_argument("--json", action="store_true")
+    add_agent_args(p)
+    args = p.parse_args(argv)
+    d = demo_dir()
+    files = sorted(d.glob("*.json"))
+    if args.case:
+        files = [Path(args.case)] if Path(args.case).exists() else [f for f in files if f.stem == args.case]
+    elif not args.all:
+        files = files[:1]
+    if not files:
+        print(f"mmdx demo: no such case {args.case!r}; demo cases: {', '.join(f.stem for f in sorted(d.glob('*.json')))}", file=sys.stderr)
+        return 2
+    print(f"mmdx demo: loading the local LLM ({args.llm_model}, {args.llm_backend}) and the tools...", flush=True)
+    t0 = time.perf_counter()
+    agent = build_agent(args)
+    print(f"  ready in {time.perf_counter() - t0:.1f}s", flush=True)
+    for f in files:
+        case = PatientCase.load(f)
+        print(f"\n=== {f.stem} ({case.origin}; modalities: {', '.join(sorted(m.value for m in case.modalities))})")
+        if case.labels:
+            print(f"  (ground truth, hidden from the agent: {', '.join(case.labels.diagnoses)})")
+        t1 = time.perf_counter()
+        final = agent.run(case)
+        _print_trace(final)
+        print(final["diagnosis"].model_dump_json(indent=2) if args.json else final["diagnosis"].summary())
+        print(f"  ({time.perf_counter() - t1:.1f}s)")
+    return 0
+
+
+def diagnose_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdx diagnose", description="Run the diagnostic agent on a case file.")
+    p.add_argument("--case", required=True, help="patient case JSON")
+    p.add_argument("--question", help="the clinician's question, if any")
+    p.add_argument("--json", action="store_true", help="print the Diagnosis as JSON")
+    add_agent_args(p)
+    args = p.parse_args(argv)
+    try:
+        case = PatientCase.load(args.case)
+    except CaseValidationError as e:
+        print(f"mmdx diagnose: invalid case {args.case}:", file=sys.stderr)
+        for f, m in e.problems:
+            print(f"  {f}: {m}", file=sys.stderr)
+        return 1
+    agent = build_agent(args)
+    final = agent.run(case, question=args.question)
+    if args.json:
+        print(final["diagnosis"].model_dump_json(indent=2))
+    else:
+        _print_trace(final)
+        print(final["diagnosis"].summary())
+    return 0
+
+
+CHAT_HELP = """commands:
+  /case FILE          attach a patient case file
+  /new AGE SEX        start a new case from uploads (sex: female|male|other|unknown)
+  /image FILE         attach a chest X-ray (PNG, JPEG, DICOM)
+  /labs FILE.csv      attach labs (columns: time,variable,value,unit)
+  /note TEXT          paste a clinical note
+  /history            show this thread's turns
+  /quit               leave (the thread is saved; resume with --thread ID)
+anything else is a question: "diagnose", "why not heart failure?", "what if the X-ray were missing?"."""
+
+
+def chat_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdx chat", description="Chat with the diagnostic agent in the terminal; threads persist in SQLite.",
+                                epilog=CHAT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--thread", help="thread id to resume (default: a new one)")
+    p.add_argument("--db", default=str(home() / "chat.sqlite"), help="SQLite file for conversations")
+    p.add_argument("--case", help="attach this case file at the start")
+    add_agent_args(p)
+    args = p.parse_args(argv)
+    from mmdx.agent.chat import ChatSession
+
+    session = ChatSession(build_agent(args), args.db)
+    thread = args.thread or uuid.uuid4().hex[:12]
+    hist = session.history(thread)
+    print(f"mmdx chat: thread {thread} ({len(hist['messages'])} earlier messages). /help for commands.")
+    for m in hist["messages"][-6:]:
+        print(f"{m['role']}> {m['content'][:500]}")
+    pending: dict = {}
+    if args.case:
+        pending = _attach_case(args.case)
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/help":
+            print(CHAT_HELP)
+            continue
+        if line == "/history":
+            for m in session.history(thread)["messages"]:
+                print(f"{m['role']}> {m['content']}")
+            continue
+        cmd, _, rest = line.partition(" ")
+        try:
+            if cmd == "/case":
+                pending.update(_attach_case(rest.strip()))
+                print(f"(case attached: {rest.strip()}; ask a question or type 'diagnose')")
+                continue
+            if cmd == "/new":
+                age, _, sex = rest.partition(" ")
+                pending.update({"age": float(age), "sex": sex.strip() or "unknown"})
+                print("(new case started)")
+                continue
+            if cmd == "/image":
+                pending["image_path"] = str(Path(rest.strip()).resolve())
+                print("(image attached)")
+                continue
+            if cmd == "/labs":
+                pending["labs_csv"] = Path(rest.strip()).read_text()
+                print("(labs attached)")
+                continue
+            if cmd == "/note":
+                pending["note"] = rest
+                print("(note attached)")
+                continue
+        except (OSError, ValueError) as e:
+            print(f"(could not attach: {e})")
+            continue
+        text = line if not line.startswith("/") else "diagnose"
+        print("mmdx> ", end="", flush=True)
+        session.send(thread, text, attach=pending or None, on_token=lambda t: print(t, end="", flush=True))
+        print()
+        pending = {}
+    session.close()
+    print(f"(thread {thread} saved in {args.db})")
+    return 0
+
+
+def _attach_case(path: str) -> dict:
+    f = Path(path).resolve()
+    return {"case_json": f.read_text(), "case_dir": str(f.parent)}
