@@ -62,6 +62,8 @@ def _print_trace(final: dict) -> None:
     for o in dx.overrides:
         print(f"  guard {o.action} {o.tool}: {o.why}")
     for e in final.get("events", []):
+        if e["step"].endswith("_proposed"):
+            continue
         if e["step"] == "tools":
             print(f"  tools {', '.join(e['tools'])} ran in {e['latency_s']:.2f}s")
         else:

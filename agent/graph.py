@@ -201,6 +201,7 @@ class DiagnosticAgent:
         if parsed is None:
             degraded.append(f"LLM planner unavailable ({err}); every tool whose input is present was run instead")
             return {"proposed": [], "degraded": degraded, "events": state["events"]}
+        state["events"].append({"step": "plan_proposed", "tools": [c.tool for c in parsed.calls]})
         return {"proposed": [PlannedCall(tool=c.tool, reason=c.reason, source="llm") for c in parsed.calls], "events": state["events"]}
 
     def _guard(self, state: AgentState) -> AgentState:
@@ -285,6 +286,8 @@ class DiagnosticAgent:
         ]
         parsed, err = self._ask(state, "reflect", messages, plan_schema(remaining), _Plan, self.config.plan_max_tokens)
         proposed = [] if parsed is None else [PlannedCall(tool=c.tool, reason=c.reason, source="reflect") for c in parsed.calls]
+        if parsed is not None:
+            state["events"].append({"step": "reflect_proposed", "tools": [c.tool for c in parsed.calls]})
         return {"reflections": n, "proposed": proposed, "events": state["events"]}
 
     def _after_reflect(self, state: AgentState) -> str:
