@@ -29,7 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from mmdx.core import registry
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "mmdx"
 ADDRESS_ENV = "MMDX_RAY_ADDRESS"  # a cluster to join when `address` is not given
 _ACTOR_PREFIX = "mmdx-tool"  # actor names: mmdx-tool/<tool>/<index>/<host>/<pid>/<runner>
+_PROBE_EVERY_S = 0.1  # how often to ask a restarting actor whether it is back
 _runner_ids = itertools.count()
 
 
@@ -159,6 +160,10 @@ class _Call:
     idxs: list[int]  # positions in the request list
     attempt: int  # 0 = first try
     actor: int  # index in the tool's pool
+    probe: bool = False  # a `ready()` call asking whether a restarted actor is back
+    # retries waiting their turn on this actor, (request index, attempt): sent one at a time, so an
+    # input that kills its actor again takes only itself down
+    chain: list[tuple[int, int]] = field(default_factory=list)
 
 
 class RayRunner:
@@ -194,7 +199,7 @@ class RayRunner:
         self._max_retries = max(0, int(max_retries))
         self._factory = tool_factory
         self._torch_threads = torch_threads
-        self._started_ray = _ensure_ray(address or os.environ.get(ADDRESS_ENV))
+        self._started_ray = ensure_ray(address)
         self._num_gpus = self._gpu_share() if num_gpus_per_actor is None else float(num_gpus_per_actor)
         self._id = f"{socket.gethostname()}/{os.getpid()}/{next(_runner_ids)}"  # names: prefix/tool/i/host/pid/n
         self._pools: dict[str, list] = {}
@@ -234,34 +239,46 @@ class RayRunner:
                     ref = pool[a].run.remote([requests[i][1] for i in chunk])
                     pending[ref] = _Call(name, chunk, 0, a)
 
-        while pending:
-            left = deadline - time.monotonic()
+        delayed: list[tuple[float, _Call]] = []  # probes of restarting actors, due at a time
+        while pending or delayed:
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 break
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=left)
+            for item in [d for d in delayed if d[0] <= now]:
+                delayed.remove(item)
+                call = item[1]
+                pending[self._pool(call.tool)[call.actor].ready.remote()] = call
+            wait_s = min([left] + [due - now for due, _ in delayed])
+            if not pending:
+                time.sleep(max(0.0, wait_s))
+                continue
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, wait_s))
             for ref in ready:
                 call = pending.pop(ref)
                 try:
                     outs = ray.get(ref, timeout=max(1.0, left))
                 except ray.exceptions.RayActorError as e:
-                    self._on_actor_error(call, e, requests, results, pending)
+                    if call.probe and isinstance(e, ray.exceptions.ActorUnavailableError):
+                        delayed.append((time.monotonic() + _PROBE_EVERY_S, call))  # still restarting
+                    else:
+                        self._on_actor_error(call, e, requests, results, pending)
                     continue
                 except ray.exceptions.RayError as e:  # e.g. a result that failed to unpickle
                     log.error("tool %s call failed: %s", call.tool, e)
-                    for i in call.idxs:
-                        results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id,
-                                                 kind="tool_error", message=f"{type(e).__name__}: {e}",
-                                                 retried=call.attempt)
-                    continue
+                    outs = [ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="tool_error",
+                                        message=f"{type(e).__name__}: {e}", retried=call.attempt)
+                            for i in call.idxs]
                 for i, out in zip(call.idxs, outs):
                     results[i] = out
+                self._send_next(call, requests, pending)
 
-        for ref, call in pending.items():  # past the deadline
+        for ref in pending:
             ray.cancel(ref)
-            for i in call.idxs:
+        for call in list(pending.values()) + [c for _, c in delayed]:  # past the deadline
+            for i, attempt in [(i, call.attempt) for i in call.idxs] + call.chain:
                 results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="timeout",
-                                         message=f"{call.tool} did not answer within {timeout:g}s",
-                                         retried=call.attempt)
+                                         message=f"{call.tool} did not answer within {timeout:g}s", retried=attempt)
         return results  # type: ignore[return-value]
 
     def warmup(self, timeout_s: float | None = None) -> dict[str, list[dict]]:
@@ -307,29 +324,51 @@ class RayRunner:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _send_next(self, call: _Call, requests, pending) -> None:
+        """Send the head of `call.chain` alone to the same actor; the rest waits behind it."""
+        if call.chain:
+            (i, attempt), rest = call.chain[0], call.chain[1:]
+            actor = self._pool(call.tool)[call.actor]
+            pending[actor.run.remote([requests[i][1]], isolate=True)] = _Call(call.tool, [i], attempt, call.actor,
+                                                                              chain=rest)
+
     def _on_actor_error(self, call: _Call, err, requests, results, pending) -> None:
-        """An actor died holding `call`: retry each input alone on the next actor, or report it."""
-        if getattr(err, "actor_init_failed", False):
-            log.error("tool %s failed to start: %s", call.tool, err)
+        """An actor died holding `call` (or, for a probe, will not come back): retry or report."""
+        ray = self._ray
+        init_failed = getattr(err, "actor_init_failed", False)
+        gone = init_failed or (call.probe and not isinstance(err, ray.exceptions.ActorUnavailableError))
+        if gone:  # no restart coming: fail what it held, rebuild the pool on the next request
             with self._lock:
-                self._pools.pop(call.tool, None)  # rebuilt on the next request
-            for i in call.idxs:
-                results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="tool_error",
-                                         message=f"{call.tool} failed to load: {_first_line(err)}", retried=call.attempt)
+                pool = self._pools.pop(call.tool, [])
+            for actor in pool:
+                ray.kill(actor, no_restart=True)
+            kind, what = ("tool_error", "failed to load") if init_failed else ("actor_died", "actor is gone")
+            if init_failed:
+                log.error("tool %s failed to start: %s", call.tool, err)
+            for i, attempt in [(i, call.attempt) for i in call.idxs] + call.chain:
+                results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind=kind,
+                                         message=f"{call.tool} {what}: {_first_line(err)}", retried=attempt)
             return
-        if call.attempt >= self._max_retries:
-            for i in call.idxs:
+        retry: list[tuple[int, int]] = []
+        for i in call.idxs:
+            if call.attempt >= self._max_retries:
                 results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="actor_died",
                                          message=f"the {call.tool} actor died while running this input "
                                                  f"({_first_line(err)})", retried=call.attempt)
-            return
-        log.warning("tool %s actor %d died (%s); retrying %d input(s) alone", call.tool, call.actor,
-                    _first_line(err), len(call.idxs))
+            else:
+                retry.append((i, call.attempt + 1))
+        if retry:
+            log.warning("tool %s actor %d died (%s); retrying %d input(s) one at a time", call.tool, call.actor,
+                        _first_line(err), len(retry))
         pool = self._pool(call.tool)
-        for k, i in enumerate(call.idxs):
-            a = (call.actor + 1 + k) % len(pool)
-            ref = pool[a].run.remote([requests[i][1]], isolate=True)
-            pending[ref] = _Call(call.tool, [i], call.attempt + 1, a)
+        # inputs not yet run (the chain) keep their attempt and go first; each retry goes to the next actor
+        by_actor: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        if call.chain:
+            by_actor[call.actor] += call.chain
+        for k, item in enumerate(retry):
+            by_actor[(call.actor + 1 + k) % len(pool)].append(item)
+        for a, chain in by_actor.items():  # probe first: a restarting actor refuses calls until it is back
+            pending[pool[a].ready.remote()] = _Call(call.tool, [], 0, a, probe=True, chain=chain)
 
     def _actor_name(self, tool: str, i: int) -> str:
         return f"{_ACTOR_PREFIX}/{tool}/{i}/{self._id}"
@@ -365,10 +404,13 @@ class RayRunner:
         return min(1.0, gpus / n_actors)
 
 
-def _ensure_ray(address: str | None) -> bool:
-    """Join `address`, reuse this process's Ray, or start a local one. True when we started it."""
+def ensure_ray(address: str | None) -> bool:
+    """Reuse this process's Ray, join `address` (or $MMDX_RAY_ADDRESS), or start a local one.
+
+    Returns True when it started or joined Ray (the caller then owns `ray.shutdown()`)."""
     import ray
 
+    address = address or os.environ.get(ADDRESS_ENV)
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -1,0 +1,342 @@
+"""Serving benchmark: what Ray actors with dynamic batching buy over running tools in-process.
+
+Four ways to answer the same `n` chest X-ray requests, side by side in one run, on the same inputs:
+
+  (a) in-process, sequential: one request per forward pass
+  (b) in-process, batched: `max_batch_size` requests per forward pass (the limit)
+  (c) Ray actors, no batching (max_batch_size=1), `clients` threads sending one request at a time
+  (d) Ray actors, dynamic batching, the same clients
+
+Latency is from a request's issue to its answer (closed loop: each client sends its next request
+when the last is answered; in (b) a batch is one issue). Then a second figure: one case needing
+three tools, the wall time of the parallel fan-out against the slowest single tool.
+
+The model is the real cxr tool when its weights load (`mmdx.models.inference.load_model("cxr")`),
+otherwise a stand-in: the same pipeline (PNG decode, resize, CxrViT forward) with the `cxr_small`
+architecture at random init. The report says which. Images are synthetic PNGs written to a temp dir.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from mmdx.core.case import ChestXray, Demographics, Modality, PatientCase
+from mmdx.core.errors import ToolInputError
+from mmdx.core.labels import IMAGING_FINDINGS
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, check_requires
+
+log = logging.getLogger(__name__)
+
+
+# ---- the stand-in tool (used when no trained cxr weights are installed) -----------------------------
+
+class StandInCxrTool:
+    """Stand-in chest X-ray tool for benchmarks: the real featurizer and CxrViT at random init (seed 0)."""
+
+    name: ClassVar[str] = "cxr"
+    requires: ClassVar[frozenset[Modality]] = frozenset({Modality.cxr})
+
+    def __init__(self, size: str = "small", overrides: dict | None = None, name: str = "cxr", device: str | None = None):
+        import torch
+
+        from mmdx.models.build import build_model, load_config
+
+        self.tool_name = name
+        self.config = load_config("cxr", size, **(overrides or {}))
+        torch.manual_seed(0)
+        self.device = device or "cpu"
+        self.model = build_model("cxr", self.config).to(self.device).eval()
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.model_id = f"stand-in CxrViT cxr_{size}{'+' + str(overrides) if overrides else ''}, random init, {n_params / 1e6:.2f}M params"
+
+    def batch(self, inputs: list[CaseInput]) -> list[ClassifierOutput | ToolInputError]:
+        from mmdx.models.featurize import featurize
+        from mmdx.models.inference import forward_items
+
+        results: list[ClassifierOutput | ToolInputError | None] = [None] * len(inputs)
+        items, where = [], []
+        for i, inp in enumerate(inputs):
+            try:
+                check_requires(self, inp.case)
+                items.append(featurize("cxr", inp.case, self.config))
+                where.append(i)
+            except ToolInputError as e:
+                results[i] = e
+        if items:
+            logits, embs = forward_items(self.model, "cxr", self.config, items, self.device)  # (N, L), (N, D)
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            prov = Provenance(model_id=self.model_id, weights_sha256="0" * 64, device=self.device)
+            for j, i in enumerate(where):
+                results[i] = ClassifierOutput(
+                    tool=self.tool_name, case_id=inputs[i].case.case_id, target="imaging_findings",
+                    scores=tuple(LabelScore(label=lab, probability=float(p), threshold=0.5)
+                                 for lab, p in zip(IMAGING_FINDINGS, probs[j])),
+                    embedding=tuple(float(v) for v in embs[j]), provenance=prov)
+        return results  # type: ignore[return-value]
+
+
+@dataclass
+class StandInFactory:
+    """Picklable `tool_factory(name, device=)` for RayRunner: tool name -> (config size, overrides)."""
+
+    specs: dict[str, tuple[str, dict]] = field(default_factory=lambda: {"cxr": ("small", {})})
+
+    def __call__(self, name: str, device: str = "cpu") -> StandInCxrTool:
+        size, overrides = self.specs[name]
+        return StandInCxrTool(size, overrides, name=name, device=device)
+
+
+FANOUT_SPECS = {  # three tools of different cost for the fan-out figure
+    "cxr_tiny": ("tiny", {}),
+    "cxr_small": ("small", {}),
+    "cxr_deep": ("small", {"n_layer": 8}),
+}
+
+
+def real_cxr_available() -> tuple[bool, str]:
+    """Whether the trained cxr model loads; and why not."""
+    try:
+        from mmdx.models.inference import load_model
+
+        model = load_model("cxr", device="cpu")
+        return True, f"trained cxr model {model.card.model_id}"
+    except Exception as e:  # noqa: BLE001 - any failure to load means: use the stand-in, and say why
+        return False, f"{type(e).__name__}: {str(e)[:200]}"
+
+
+# ---- inputs ---------------------------------------------------------------------------------------
+
+def write_cases(root: Path, n_requests: int, n_images: int = 32, side: int = 256, seed: int = 0) -> list[CaseInput]:
+    """`n_requests` cases over `n_images` synthetic grayscale PNGs (smooth noise + a bright blob)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    paths = []
+    for k in range(n_images):
+        low = rng.normal(size=(side // 16, side // 16))
+        img = np.kron(low, np.ones((16, 16)))  # (side, side) blocky field
+        cy, cx, r = rng.uniform(0.3, 0.7, size=2).tolist() + [rng.uniform(0.05, 0.2)]
+        img = img + 3 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)) + 0.3 * rng.normal(size=img.shape)
+        img = (255 * (img - img.min()) / (img.max() - img.min())).astype(np.uint8)
+        p = root / f"img{k:03d}.png"
+        Image.fromarray(img).save(p)
+        paths.append(p)
+    return [
+        CaseInput(case=PatientCase(case_id=f"bench-{i}", demographics=Demographics(age=40 + i % 50),
+                                   cxr=ChestXray(path=str(paths[i % n_images]), view="PA")))
+        for i in range(n_requests)
+    ]
+
+
+# ---- measurement ----------------------------------------------------------------------------------
+
+def _summary(latencies_s: list[float], wall_s: float, n: int, ok: int) -> dict:
+    lat = np.asarray(latencies_s) * 1000
+    return {
+        "requests": n, "ok": ok, "wall_s": round(wall_s, 3), "throughput_rps": round(n / wall_s, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+def bench_sequential(tool, inputs: list[CaseInput]) -> dict:
+    lats, ok = [], 0
+    t0 = time.perf_counter()
+    for inp in inputs:
+        t = time.perf_counter()
+        (out,) = tool.batch([inp])
+        lats.append(time.perf_counter() - t)
+        ok += isinstance(out, ClassifierOutput)
+    return _summary(lats, time.perf_counter() - t0, len(inputs), ok)
+
+
+def bench_batched(tool, inputs: list[CaseInput], batch_size: int) -> dict:
+    lats, ok = [], 0
+    t0 = time.perf_counter()
+    for s in range(0, len(inputs), batch_size):
+        chunk = inputs[s:s + batch_size]
+        t = time.perf_counter()
+        outs = tool.batch(chunk)
+        lats += [time.perf_counter() - t] * len(chunk)
+        ok += sum(isinstance(o, ClassifierOutput) for o in outs)
+    return _summary(lats, time.perf_counter() - t0, len(inputs), ok)
+
+
+def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, timeout_s: float) -> dict:
+    """`clients` threads, each sending its share of `inputs` one request at a time."""
+    shares = [inputs[c::clients] for c in range(clients)]
+    lats: list[list[float]] = [[] for _ in range(clients)]
+    oks = [0] * clients
+    barrier = threading.Barrier(clients + 1)
+
+    def client(c: int) -> None:
+        barrier.wait()
+        for inp in shares[c]:
+            t = time.perf_counter()
+            (out,) = runner.run([(tool, inp)], timeout_s=timeout_s)
+            lats[c].append(time.perf_counter() - t)
+            oks[c] += isinstance(out, ClassifierOutput)
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    for th in threads:
+        th.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    return _summary([x for xs in lats for x in xs], wall, len(inputs), sum(oks))
+
+
+def bench_fanout(runner, tools: list[str], inp: CaseInput, reps: int, timeout_s: float) -> dict:
+    """Median wall time of one case through `tools` at once vs each tool alone."""
+    single: dict[str, list[float]] = {t: [] for t in tools}
+    fan: list[float] = []
+    for _ in range(reps):
+        for t in tools:
+            s = time.perf_counter()
+            runner.run([(t, inp)], timeout_s=timeout_s)
+            single[t].append(time.perf_counter() - s)
+        s = time.perf_counter()
+        outs = runner.run([(t, inp) for t in tools], timeout_s=timeout_s)
+        fan.append(time.perf_counter() - s)
+        if not all(isinstance(o, ClassifierOutput) for o in outs):
+            raise RuntimeError(f"fan-out returned failures: {[o for o in outs if not isinstance(o, ClassifierOutput)]}")
+    med = {t: statistics.median(v) * 1000 for t, v in single.items()}
+    fan_ms = statistics.median(fan) * 1000
+    slowest = max(med.values())
+    return {
+        "tools": tools, "reps": reps,
+        "single_ms": {t: round(v, 2) for t, v in med.items()},
+        "slowest_single_ms": round(slowest, 2), "sum_single_ms": round(sum(med.values()), 2),
+        "fanout_ms": round(fan_ms, 2), "fanout_over_slowest": round(fan_ms / slowest, 2),
+        "fanout_over_sum": round(fan_ms / sum(med.values()), 2),
+    }
+
+
+@dataclass
+class BenchConfig:
+    requests: int = 256  # requests per mode
+    clients: int = 8  # concurrent client threads in the Ray modes
+    max_batch_size: int = 32  # batch size in (b) and the batching cap in (d)
+    max_wait_ms: float = 5  # how long an actor waits to fill a batch in (d)
+    pool_size: int = 1  # actors per tool
+    fanout_reps: int = 15  # repetitions of the fan-out figure (median reported)
+    torch_threads: int = 1  # intra-op threads, in-process and in each actor
+    timeout_s: float = 120  # per-request timeout in the Ray modes
+    address: str | None = None  # Ray cluster to join (default: a local Ray)
+    warmup: int = 16  # untimed requests per mode before timing
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    import torch
+
+    import ray
+
+    from mmdx.tools.ray_runner import RayRunner, ensure_ray
+    from mmdx.tools.runner import InProcessRunner
+
+    torch.set_num_threads(cfg.torch_threads)
+    started = ensure_ray(cfg.address)  # one Ray for every mode
+    try:
+        return _run_bench(cfg, RayRunner, InProcessRunner)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
+    real, why = real_cxr_available()
+    if real:
+        from mmdx.tools.cxr import CxrTool
+
+        tool, factory, model_note = CxrTool(device="cpu"), None, why
+    else:
+        factory = StandInFactory()
+        tool = factory("cxr")
+        model_note = f"{tool.model_id} (no trained cxr weights: {why})"
+    log.info("model: %s", model_note)
+
+    report: dict = {"model": model_note, "real_weights": real, "config": dataclasses.asdict(cfg),
+                    "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}}
+    with tempfile.TemporaryDirectory(prefix="mmdx-bench-") as tmp:
+        inputs = write_cases(Path(tmp), cfg.requests)
+        warm = inputs[:cfg.warmup]
+        tool.batch(warm)
+        modes: dict[str, dict] = {}
+        modes["a_inprocess_sequential"] = bench_sequential(tool, inputs)
+        modes["b_inprocess_batched"] = bench_batched(tool, inputs, cfg.max_batch_size)
+        for key, mbs in (("c_ray_unbatched", 1), ("d_ray_batched", cfg.max_batch_size)):
+            runner = RayRunner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
+                               max_wait_ms=cfg.max_wait_ms, address=cfg.address, request_timeout_s=cfg.timeout_s,
+                               tool_factory=factory, torch_threads=cfg.torch_threads)
+            try:
+                runner.warmup()
+                bench_clients(runner, "cxr", warm, cfg.clients, cfg.timeout_s)
+                before = len(runner.batch_sizes()["cxr"])
+                modes[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
+                sizes = runner.batch_sizes()["cxr"][before:]
+                modes[key]["mean_batch"] = round(float(np.mean(sizes)), 2) if sizes else 0.0
+                modes[key]["max_batch"] = max(sizes, default=0)
+            finally:
+                runner.close()
+        report["modes"] = modes
+        tp = {k: v["throughput_rps"] for k, v in modes.items()}
+        report["ratios"] = {
+            "d_over_b": round(tp["d_ray_batched"] / tp["b_inprocess_batched"], 2),
+            "d_over_a": round(tp["d_ray_batched"] / tp["a_inprocess_sequential"], 2),
+            "b_over_a": round(tp["b_inprocess_batched"] / tp["a_inprocess_sequential"], 2),
+            "d_over_c": round(tp["d_ray_batched"] / tp["c_ray_unbatched"], 2),
+        }
+
+        fan_factory = StandInFactory(dict(FANOUT_SPECS))
+        names = list(FANOUT_SPECS)
+        fan_runner = RayRunner(tool_names=names, max_wait_ms=cfg.max_wait_ms, address=cfg.address,
+                               request_timeout_s=cfg.timeout_s, tool_factory=fan_factory, torch_threads=cfg.torch_threads)
+        try:
+            fan_runner.warmup()
+            report["fanout_ray"] = bench_fanout(fan_runner, names, inputs[0], cfg.fanout_reps, cfg.timeout_s)
+        finally:
+            fan_runner.close()
+        built = {n: fan_factory(n) for n in names}
+        inproc = InProcessRunner(tool_factory=built.__getitem__)
+        try:
+            report["fanout_inprocess"] = bench_fanout(inproc, names, inputs[0], cfg.fanout_reps, cfg.timeout_s)
+        finally:
+            inproc.close()
+        report["fanout_model"] = "three stand-in CxrViT tools at random init: " + ", ".join(
+            f"{n}={built[n].model_id}" for n in names)
+    report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
+def format_table(report: dict) -> str:
+    """The report as a readable table."""
+    lines = [f"model: {report['model']}",
+             f"machine: {report['machine']['cpus']} CPUs, load average {report['machine']['load_avg_at_start']} "
+             f"at start, {report['machine']['load_avg_at_end']} at end",
+             "", f"{'mode':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'mean batch':>12}{'ok':>7}"]
+    for key, m in report["modes"].items():
+        mb = m.get("mean_batch", "")
+        lines.append(f"{key:<26}{m['throughput_rps']:>9.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}{str(mb):>12}"
+                     f"{m['ok']:>4}/{m['requests']}")
+    r = report["ratios"]
+    lines += ["", "throughput ratios: " + ", ".join(f"{k.replace('_over_', '/')} = {v}" for k, v in r.items())]
+    for key in ("fanout_ray", "fanout_inprocess"):
+        f = report[key]
+        singles = ", ".join(f"{t} {ms:.1f}" for t, ms in f["single_ms"].items())
+        lines += ["", f"{key}: one case, {len(f['tools'])} tools (median of {f['reps']}): fan-out {f['fanout_ms']:.1f} ms; "
+                      f"alone: {singles} ms; fan-out / slowest = {f['fanout_over_slowest']}, "
+                      f"fan-out / sum = {f['fanout_over_sum']}"]
+    lines.append(f"fan-out tools: {report['fanout_model']}")
+    return "\n".join(lines)

@@ -1,0 +1,257 @@
+"""RayRunner against real Ray actors and a small real torch tool defined here.
+
+One Ray for the whole run (the `ray_session` fixture). Each test builds its own runner (its own
+actors) and closes it. The tool records every batch it runs in a file, so batching is checked from
+the tool's side, not from the runner's word; it can be told to os._exit or to sleep on marked inputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+torch = pytest.importorskip("torch")
+ray = pytest.importorskip("ray")
+
+from mmdx.core.case import Demographics, Measurement, Modality, PatientCase  # noqa: E402
+from mmdx.core.errors import ToolInputError  # noqa: E402
+from mmdx.core.labels import DIAGNOSES  # noqa: E402
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, check_requires  # noqa: E402
+from mmdx.tools.ray_runner import RayRunner  # noqa: E402
+from mmdx.tools.runner import InProcessRunner, ToolFailure  # noqa: E402
+
+# Ray workers cannot import this test module by name: ship its classes by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+pytestmark = pytest.mark.ray
+
+
+class TinyLabsNet(torch.nn.Module):
+    """Features of the lab series -> 2-layer MLP -> one logit per diagnosis."""
+
+    def __init__(self, n_features: int = 4, hidden: int = 16):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(n_features, hidden)
+        self.fc2 = torch.nn.Linear(hidden, len(DIAGNOSES))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.fc1(x))  # (B, hidden)
+        return self.fc2(h), h  # (B, L), (B, hidden)
+
+
+class TinyLabsTool:
+    """Test tool: a seeded MLP over four summary features of the labs series."""
+
+    name: ClassVar[str] = "tiny_labs"
+    requires: ClassVar[frozenset[Modality]] = frozenset({Modality.labs})
+
+    def __init__(self, record_dir: str, device: str = "cpu"):
+        torch.manual_seed(0)
+        self.net = TinyLabsNet().eval().to(device)
+        self.device = device
+        self.record_dir = Path(record_dir)
+
+    @staticmethod
+    def features(case: PatientCase) -> list[float]:
+        vals = [m.value for m in case.measurements]
+        return [case.demographics.age / 100, len(vals) / 10, sum(vals) / len(vals) / 100, max(vals) / 100]
+
+    def batch(self, inputs: list[CaseInput]) -> list[ClassifierOutput | ToolInputError]:
+        with open(self.record_dir / "batches.jsonl", "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "size": len(inputs)}) + "\n")
+        for inp in inputs:
+            cid = inp.case.case_id
+            flag = self.record_dir / f"crash-{cid}"
+            if flag.exists():  # crash once: remove the flag first, then die without cleanup
+                flag.unlink()
+                os._exit(1)
+            if (self.record_dir / f"always-crash-{cid}").exists():
+                os._exit(1)
+            if (self.record_dir / f"slow-{cid}").exists():
+                time.sleep(30)
+        results: list[ClassifierOutput | ToolInputError | None] = [None] * len(inputs)
+        todo = []
+        for i, inp in enumerate(inputs):
+            try:
+                check_requires(self, inp.case)
+                todo.append(i)
+            except ToolInputError as e:
+                results[i] = e
+        if todo:
+            x = torch.tensor([self.features(inputs[i].case) for i in todo], dtype=torch.float32, device=self.device)
+            with torch.no_grad():
+                logits, emb = self.net(x)  # (B, L), (B, hidden)
+            probs = torch.sigmoid(logits).cpu()
+            prov = Provenance(model_id="tiny-labs-test", weights_sha256="0" * 64, device=self.device)
+            for row, i in enumerate(todo):
+                results[i] = ClassifierOutput(
+                    tool=self.name, case_id=inputs[i].case.case_id, target="diagnoses",
+                    scores=tuple(LabelScore(label=lab, probability=float(p), threshold=0.5)
+                                 for lab, p in zip(DIAGNOSES, probs[row])),
+                    embedding=tuple(float(v) for v in emb[row].cpu()), provenance=prov)
+        return results  # type: ignore[return-value]
+
+
+@dataclass
+class TinyFactory:
+    """Picklable tool factory: builds TinyLabsTool under any of the names it is asked for."""
+
+    record_dir: str
+
+    def __call__(self, name: str, device: str = "cpu") -> TinyLabsTool:
+        return TinyLabsTool(self.record_dir, device=device)
+
+
+def make_case(i: int, with_labs: bool = True) -> PatientCase:
+    t0 = datetime(2024, 3, 1, 8, 0)
+    meas = tuple(
+        Measurement(time=t0 + timedelta(hours=h), variable="heart_rate", value=60 + 7 * ((i + h) % 9), unit="/min")
+        for h in range(1 + i % 4)
+    ) if with_labs else ()
+    return PatientCase(case_id=f"case-{i}", demographics=Demographics(age=20 + i % 70, sex="female"), measurements=meas)
+
+
+def batch_sizes(record_dir: Path) -> list[int]:
+    path = record_dir / "batches.jsonl"
+    return [json.loads(line)["size"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def assert_same(a, b) -> None:
+    """Same typed result; probabilities to float32 rounding (batch shapes may change kernels)."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, ToolFailure):
+        assert (a.tool, a.case_id, a.kind) == (b.tool, b.case_id, b.kind)
+        return
+    assert (a.tool, a.case_id, a.target) == (b.tool, b.case_id, b.target)
+    assert [s.label for s in a.scores] == [s.label for s in b.scores]
+    torch.testing.assert_close(torch.tensor([s.probability for s in a.scores]),
+                               torch.tensor([s.probability for s in b.scores]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def record_dir(tmp_path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def runner(ray_session, record_dir):
+    r = RayRunner(tool_names=["tiny_labs"], tool_factory=TinyFactory(str(record_dir)), max_wait_ms=20,
+                  request_timeout_s=60, max_retries=2)
+    yield r
+    r.close()
+
+
+def test_matches_in_process_runner_and_types_input_errors(runner, record_dir):
+    cases = [make_case(i, with_labs=(i % 5 != 3)) for i in range(12)]
+    requests = [("tiny_labs", CaseInput(case=c)) for c in cases]
+    expected = InProcessRunner(tool_factory=TinyFactory(str(record_dir))).run(requests)
+    got = runner.run(requests)
+    assert len(got) == len(expected) == 12
+    for a, b in zip(got, expected):
+        assert_same(a, b)
+    absent = [g for g in got if isinstance(g, ToolFailure)]
+    assert [f.case_id for f in absent] == ["case-3", "case-8"]
+    assert all(f.kind == "modality_absent" and f.tool == "tiny_labs" for f in absent)
+    assert sum(isinstance(g, ClassifierOutput) for g in got) == 10
+
+
+def test_unknown_tool_is_typed_and_does_not_disturb_others(runner):
+    inp = CaseInput(case=make_case(1))
+    got = runner.run([("made_up_tool", inp), ("tiny_labs", inp)])
+    assert isinstance(got[0], ToolFailure) and got[0].kind == "unknown_tool" and got[0].field == "tool"
+    assert isinstance(got[1], ClassifierOutput)
+
+
+def test_concurrent_clients_are_batched_together(runner, record_dir):
+    runner.warmup()
+    n_threads, per_thread = 6, 8
+    results: dict[int, list] = {}
+    barrier = threading.Barrier(n_threads)
+
+    def client(t: int) -> None:
+        barrier.wait()
+        out = []
+        for k in range(per_thread):  # one request per call, as cases arriving one by one
+            out += runner.run([("tiny_labs", CaseInput(case=make_case(100 + t * per_thread + k)))])
+        results[t] = out
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads)
+    flat = [r for t in range(n_threads) for r in results[t]]
+    assert len(flat) == n_threads * per_thread and all(isinstance(r, ClassifierOutput) for r in flat)
+    sizes = batch_sizes(record_dir)
+    assert sum(sizes) == n_threads * per_thread  # every request went through exactly one batch call
+    assert max(sizes) > 1, sizes  # requests from different clients shared a forward pass
+    assert len(sizes) < n_threads * per_thread
+    assert sorted(runner.batch_sizes()["tiny_labs"]) == sorted(sizes)
+
+
+def test_actor_killed_mid_batch_is_restarted_and_requests_retried(runner, record_dir):
+    cases = [make_case(i) for i in range(8)]
+    (record_dir / "crash-case-5").touch()
+    requests = [("tiny_labs", CaseInput(case=c)) for c in cases]
+    got = runner.run(requests, timeout_s=90)
+    assert not (record_dir / "crash-case-5").exists()  # the actor really died on it
+    expected = InProcessRunner(tool_factory=TinyFactory(str(record_dir))).run(requests)
+    for a, b in zip(got, expected):
+        assert_same(a, b)
+    # and the restarted actor keeps serving
+    assert isinstance(runner.run([("tiny_labs", CaseInput(case=make_case(9)))])[0], ClassifierOutput)
+
+
+def test_input_that_always_kills_its_actor_fails_typed_after_retries(ray_session, record_dir):
+    (record_dir / "always-crash-case-2").touch()
+    with RayRunner(tool_names=["tiny_labs"], tool_factory=TinyFactory(str(record_dir)), max_retries=1,
+                   request_timeout_s=90) as r:
+        got = r.run([("tiny_labs", CaseInput(case=make_case(i))) for i in range(4)])
+    assert isinstance(got[2], ToolFailure)
+    assert got[2].kind == "actor_died" and got[2].retried == 1 and got[2].case_id == "case-2"
+    # its neighbours were in the batch that died; retried alone, they complete
+    assert all(isinstance(got[i], ClassifierOutput) for i in (0, 1, 3))
+
+
+def test_slow_tool_times_out_without_hanging(runner, record_dir):
+    runner.warmup()
+    (record_dir / "slow-case-1").touch()
+    got = runner.run([("tiny_labs", CaseInput(case=make_case(1))), ("made_up", CaseInput(case=make_case(2)))],
+                     timeout_s=1.0)
+    # the tool sleeps 30 s: had run() waited for it, this would be an output, not a timeout
+    assert isinstance(got[0], ToolFailure) and got[0].kind == "timeout" and got[0].case_id == "case-1"
+    assert got[1].kind == "unknown_tool"
+
+
+def test_tool_that_fails_to_load_is_a_tool_error(ray_session):
+    def broken(name: str):
+        raise RuntimeError("weights missing")
+
+    with RayRunner(tool_names=["tiny_labs"], tool_factory=broken, request_timeout_s=60) as r:
+        got = r.run([("tiny_labs", CaseInput(case=make_case(1)))])
+    assert isinstance(got[0], ToolFailure) and got[0].kind == "tool_error"
+    assert "failed to load" in got[0].message
+
+
+@pytest.mark.slow
+def test_bench_serving_cli_runs_on_small_data(ray_session, tmp_path):
+    from mmdx.evals.cli import bench_main
+
+    out = tmp_path / "bench.json"
+    assert bench_main(["serving", "--requests", "8", "--clients", "2", "--max-batch-size", "4",
+                       "--fanout-reps", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["modes"]) == {"a_inprocess_sequential", "b_inprocess_batched", "c_ray_unbatched", "d_ray_batched"}
+    assert all(m["ok"] == m["requests"] == 8 for m in report["modes"].values())
+    assert report["modes"]["c_ray_unbatched"]["max_batch"] == 1
+    assert set(report["ratios"]) == {"d_over_b", "d_over_a", "b_over_a", "d_over_c"}
+    assert report["model"]  # says which model was measured
