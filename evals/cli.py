@@ -1,6 +1,7 @@
 """`mmdx bench ...` (and, from other helpers, `mmdx eval ...`): benchmarks and evaluations from the shell.
 
     mmdx bench serving --json --requests 256 --clients 8
+    mmdx bench agent --n 20 --json
 """
 from __future__ import annotations
 
@@ -51,7 +52,12 @@ BENCHES = {"serving": (_add_serving, _run_serving)}
 
 
 def bench_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mmdx bench", description="Benchmarks.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:  # the agent benchmark parses its own options (it shares the agent's)
+        from mmdx.evals.agent_bench import main as agent_bench
+
+        return agent_bench(argv[1:])
+    p = argparse.ArgumentParser(prog="mmdx bench", description="Benchmarks: `serving` (below) and `agent` (mmdx bench agent --help).")
     sub = p.add_subparsers(dest="bench", required=True)
     for add, _ in BENCHES.values():
         add(sub)
