@@ -44,14 +44,12 @@ def build_agent(args):
 
 
 def demo_dir() -> Path:
-    """The packaged demo cases, copied once to $MMDX_HOME/demo."""
-    out = home() / "demo"
-    if not (out / ".complete").exists():
-        from mmdx.core.data.cli import write_demo
+    """The packaged demo cases (synthetic), copied to $MMDX_HOME/demo; returns the cases folder."""
+    from mmdx.core.data.cli import copy_demo
 
-        write_demo(out)
-        (out / ".complete").write_text("ok")
-    return out
+    out = home() / "demo"
+    copy_demo(out)  # a handful of small files: copying each time keeps them in step with the package
+    return out / "cases"
 
 
 def _print_trace(final: dict) -> None:

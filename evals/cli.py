@@ -63,3 +63,10 @@ def bench_main(argv: list[str] | None = None) -> int:
         add(sub)
     args = p.parse_args(argv)
     return BENCHES[args.bench][1](args)
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """`mmdx eval run|report`: resumable evaluation runs of the agent over a cohort split."""
+    from mmdx.evals.eval_run import main
+
+    return main(argv)
