@@ -21,7 +21,8 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
                    help="LLM runtime (default: llamacpp, fast on CPU; env MMDX_LLM_BACKEND)")
     g.add_argument("--llm-model", default=os.environ.get("MMDX_LLM_MODEL", "qwen2.5-coder-1.5b"),
                    help="packaged model: qwen2.5-coder-1.5b (default) or qwen2.5-coder-0.5b (env MMDX_LLM_MODEL)")
-    g.add_argument("--threads", type=int, default=int(os.environ.get("MMDX_LLM_THREADS", "2")), help="LLM CPU threads")
+    g.add_argument("--threads", type=int, default=int(os.environ.get("MMDX_LLM_THREADS", "1")),
+                   help="LLM CPU threads (default 1: under CPU contention 2 threads collapsed to <1 tok/s; env MMDX_LLM_THREADS)")
     g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=["inprocess", "ray"],
                    help="where tools run: in this process, or in Ray actors")
     g.add_argument("--ray-address", default=os.environ.get("MMDX_RAY_ADDRESS"), help="join an existing Ray cluster")
