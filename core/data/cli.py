@@ -3,6 +3,7 @@
     mmdx data build --population N --out DIR [--seed S | --seeds S1,S2..] [--workers K]
     mmdx data demo --out DIR
     mmdx data stats DIR
+    mmdx data make-demo DIR --dest core/data/demo   (maintainers: choose the committed demo cases)
     mmdx data import ...            (delegates to mmdx.core.data.readers_cli)
 """
 from __future__ import annotations
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="print the counts of a built cohort",
                        description="Print cases per label and split from DIR/manifest.json.")
     s.add_argument("dir", type=Path, help="cohort directory (holding manifest.json)")
+    m = sub.add_parser("make-demo", help="choose the demo cases from a built cohort (maintainers)",
+                       description="Copy the demo cases (see cohort.DEMO_SPECS) from DIR's test split to DEST.")
+    m.add_argument("dir", type=Path, help="built cohort directory")
+    m.add_argument("--dest", type=Path, required=True, help="where to write cases/ and images/ (core/data/demo)")
+    m.add_argument("--split", default="test", choices=cohort.SPLITS, help="split to choose from (default test)")
     sub.add_parser("import", help="read a real dataset into PatientCase files (see: mmdx data import --help)",
                    add_help=False)
     return p
@@ -118,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "demo":
         written = copy_demo(args.out)
         print(f"wrote {sum(p.suffix == '.json' for p in written)} demo cases to {args.out / 'cases'} (synthetic)")
+        return 0
+    if args.cmd == "make-demo":
+        chosen = cohort.select_demo(args.dir, args.dest, args.split)
+        print("\n".join(chosen))
         return 0
     if args.cmd == "stats":
         path = args.dir / "manifest.json"

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -62,7 +62,7 @@ MARKER = "_mmdx_complete.json"
 REDACTED = "[redacted]"
 
 # Defaults of `mmdx data build`, chosen from the measured yield (see core/data/demo/README.md).
-DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3)
 DEFAULT_POPULATION = 4000
 
 
@@ -75,7 +75,7 @@ class CohortConfig:
     country: str = "US"  # clinosim --country; notes are English only for US
     encounter_types: tuple[str, ...] = ("inpatient", "emergency")  # outpatient visits are follow-ups
     first_hours: float = 24.0  # labs/vitals/notes after admission kept as input (later = treatment)
-    lead_hours: float = 2.0  # results up to this long before the admission timestamp still count
+    lead_hours: float = 0.0  # results this long before admission still count (0: earlier ones belong to other visits)
     after_discharge_hours: float = 2.0  # results reported shortly after an ED discharge still count
     # P(chest X-ray taken): high for cardio-respiratory labels, lower otherwise, but close enough
     # that missingness alone does not give the label away.
@@ -128,17 +128,18 @@ def disease_icd(disease_id: str) -> str | None:
         return disease_id
     if disease_id in _ICD_CACHE:
         return _ICD_CACHE[disease_id]
-    import yaml
-
+    # A regex over the reference YAML: parsing those (large) files with PyYAML costs ~0.5 s each.
     root = _clinosim_dir() / "modules"
     code = None
-    for sub, key in (("disease/reference_data", "icd_codes"), ("encounter/reference_data", "icd10_code")):
+    for sub, pattern in (
+        ("disease/reference_data", r"^icd_codes:[ \t]*\n(?:[ \t]*#.*\n)*[ \t]+primary:[ \t]*[\"']?([A-Z][0-9A-Z.]+)"),
+        ("encounter/reference_data", r"^icd10_code:[ \t]*[\"']?([A-Z][0-9A-Z.]+)"),
+    ):
         p = root / sub / f"{disease_id}.yaml"
         if p.is_file():
-            data = yaml.safe_load(p.read_text()) or {}
-            v = data.get(key)
-            code = v.get("primary") if isinstance(v, dict) else v
-            if code:
+            m = re.search(pattern, p.read_text(), re.MULTILINE)
+            if m:
+                code = m.group(1)
                 break
     _ICD_CACHE[disease_id] = str(code) if code else None
     return _ICD_CACHE[disease_id]
@@ -298,36 +299,42 @@ def run_simulations(out: Path, seeds: Sequence[int], population: int, start: str
     running: list[tuple[subprocess.Popen, int, Path, dict, Path, float, io.IOBase]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     failures = []
-    while pending or running:
-        while pending and len(running) < workers:
-            s, raw, params = pending.pop(0)
-            tmp = raw.with_name(raw.name + ".partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(raw, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            logf = open(tmp.parent / f"{raw.name}.stdout.log", "wb")
-            cmd = _simulate_cmd(tmp / "sim", s, population, start, end, cfg.country)
-            log.info("seed %d: simulating population %d (%s)", s, population, " ".join(cmd[1:]))
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-            running.append((proc, s, raw, params, tmp, time.monotonic(), logf))
-        time.sleep(0.5)
-        still = []
-        for item in running:
-            proc, s, raw, params, tmp, t0, logf = item
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                s, raw, params = pending.pop(0)
+                tmp = raw.with_name(raw.name + ".partial")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(raw, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                logf = open(tmp.parent / f"{raw.name}.stdout.log", "wb")
+                cmd = _simulate_cmd(tmp / "sim", s, population, start, end, cfg.country)
+                log.info("seed %d: simulating population %d (%s)", s, population, " ".join(cmd[1:]))
+                proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+                running.append((proc, s, raw, params, tmp, time.monotonic(), logf))
+            time.sleep(0.5)
+            still = []
+            for item in running:
+                proc, s, raw, params, tmp, t0, logf = item
+                if proc.poll() is None:
+                    still.append(item)
+                    continue
+                logf.close()
+                if proc.returncode != 0:
+                    failures.append(f"seed {s}: clinosim exited {proc.returncode} (log {logf.name})")
+                    continue
+                sim = tmp / "sim"
+                prune_raw(sim, cfg.encounter_types)
+                sim.rename(raw)
+                shutil.rmtree(tmp)
+                (raw / MARKER).write_text(json.dumps(params, indent=2, sort_keys=True))
+                log.info("seed %d: simulated in %.0f s", s, time.monotonic() - t0)
+            running = still
+    finally:  # interrupted (Ctrl-C, an error): stop the simulators this call started
+        for proc, *_ in running:
             if proc.poll() is None:
-                still.append(item)
-                continue
-            logf.close()
-            if proc.returncode != 0:
-                failures.append(f"seed {s}: clinosim exited {proc.returncode} (log {logf.name})")
-                continue
-            sim = tmp / "sim"
-            prune_raw(sim, cfg.encounter_types)
-            sim.rename(raw)
-            shutil.rmtree(tmp)
-            (raw / MARKER).write_text(json.dumps(params, indent=2, sort_keys=True))
-            log.info("seed %d: simulated in %.0f s", s, time.monotonic() - t0)
-        running = still
+                proc.terminate()
+                proc.wait()
     if failures:
         raise SimulationError("; ".join(failures))
     return dirs
@@ -358,13 +365,6 @@ _VITAL_COLUMNS = {
     "systolic_bp": ("systolic_bp", "mmHg"), "diastolic_bp": ("diastolic_bp", "mmHg"),
     "respiratory_rate": ("respiratory_rate", "/min"), "spo2": ("spo2", "%"),
 }
-
-
-@dataclass
-class _Series:
-    """One patient's measurements, sorted by time: (time, variable, value, unit)."""
-
-    rows: list[tuple[datetime, str, float, str]] = field(default_factory=list)
 
 
 def _load_measurements(csv_dir: Path, skipped_vars: Counter) -> dict[str, list[tuple[datetime, str, float, str]]]:
@@ -549,7 +549,7 @@ def convert_raw(raw: Path, seed: int, out: Path, cfg: CohortConfig | None = None
             continue
         labels = labels_for(truth)
         if labels is None:
-            skipped["birth_or_delivery_or_unknown_disease"] += 1
+            skipped["birth_delivery_or_unknown_disease"] += 1
             continue
         person = patients.get(pid)
         admitted = _dt(enc["admission_datetime"])
@@ -708,3 +708,64 @@ def iter_cases(out: Path, split: str | None = None) -> Iterable[PatientCase]:
     pattern = f"{split}/*.json" if split else "*/*.json"
     for p in sorted(root.glob(pattern)):
         yield PatientCase.load(p)
+
+
+# ---------------------------------------------------------------- demo cases
+
+DEMO_SPECS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    # (name, label, modalities removed, preference) -- see select_demo
+    ("pneumonia-all-modalities", "pneumonia", (), "consolidation"),
+    ("heart-failure-all-modalities", "heart_failure", (), "cardiomegaly"),
+    ("copd-no-xray", "copd_exacerbation", ("cxr",), ""),
+    ("uti-or-sepsis-labs-notes", "urinary_tract_infection|sepsis", ("cxr",), ""),
+    ("no-acute-finding-notes-only", "no_acute_finding", ("cxr", "labs"), ""),
+    ("xray-only", "heart_failure|copd_exacerbation|pneumonia|asthma_exacerbation", ("labs", "notes"), "abnormal"),
+)
+
+
+def select_demo(cohort_dir: Path, dest: Path, split: str = "test") -> list[str]:
+    """Pick the demo cases from a built cohort's `split` and copy them (with their PNGs) to
+    dest/cases and dest/images. Deterministic: the first case by case id that fits each spec, preferring
+    (where named) an X-ray showing the preferred finding, then a single-label case, then one that
+    already lacks the modalities to remove (else they are removed with PatientCase.without). Returns the chosen case ids."""
+    cohort_dir, dest = Path(cohort_dir), Path(dest)
+    cases = list(iter_cases(cohort_dir, split))
+    for sub in ("cases", "images"):
+        shutil.rmtree(dest / sub, ignore_errors=True)
+    chosen: list[str] = []
+    used = set()
+    for name, label_spec, remove, prefer in DEMO_SPECS:
+        wanted = set(label_spec.split("|"))
+        pool = [c for c in cases if c.case_id not in used and wanted & set(c.labels.diagnoses)
+                and (name != "no-acute-finding-notes-only" or c.notes)]
+        keep = {"cxr", "labs", "notes"} - set(remove)
+        pool = [c for c in pool if keep <= {m.value for m in c.modalities}]
+
+        def rank(c: PatientCase) -> tuple:
+            natural = not ({m.value for m in c.modalities} & set(remove))
+            if prefer == "abnormal":
+                pref = bool(c.labels.findings) and c.labels.findings != ("no_finding",)
+            else:
+                pref = prefer in c.labels.findings if prefer else True
+            return (not pref, len(c.labels.diagnoses) > 1, not natural, c.case_id)
+
+        if not pool:
+            raise MmdxError(f"no case in {cohort_dir}/cases/{split} fits demo {name!r}; build a larger cohort")
+        case = min(pool, key=rank)
+        used.add(case.case_id)
+        removed = sorted(set(remove) & {m.value for m in case.modalities})
+        demo = case.without(*removed) if removed else case
+        update = {}
+        if removed:
+            update["origin"] = f"{case.origin}; demo copy without {', '.join(removed)}"
+        if demo.cxr is not None:
+            png = case.image_path()
+            (dest / "images").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, dest / "images" / png.name)
+            update["cxr"] = demo.cxr.model_copy(update={"path": f"../images/{png.name}"})
+        demo = demo.model_copy(update=update)
+        PatientCase.model_validate(demo.model_dump())  # still a valid case after the edits
+        demo.save(dest / "cases" / f"{case.case_id}.json")
+        chosen.append(case.case_id)
+        log.info("demo %s: %s (%s)", name, case.case_id, ", ".join(case.labels.diagnoses))
+    return chosen

@@ -1,0 +1,85 @@
+"""Tests of `mmdx data` (core/data/cli.py): --help everywhere, build/stats on a tiny real simulation,
+and `data demo` writing cases that PatientCase.load accepts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmdx.core.case import Modality, PatientCase
+from mmdx.core.cli import main as mmdx_main
+from mmdx.core.data import cohort
+from mmdx.core.data.cli import demo_dir, main
+from mmdx.core.labels import DIAGNOSES
+
+from test_cohort import TINY_POP, TINY_SEED, tiny_raw
+
+
+@pytest.mark.parametrize("sub", ["build", "demo", "stats"])
+def test_help_on_every_subcommand(sub, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([sub, "--help"])
+    assert e.value.code == 0
+    assert "usage: mmdx data " + sub in capsys.readouterr().out
+
+
+def test_top_level_help_and_routing(capsys):
+    with pytest.raises(SystemExit) as e:
+        mmdx_main(["data", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for sub in ("build", "demo", "stats", "import"):
+        assert sub in out
+
+
+def test_import_forwards_argv_to_readers_cli(monkeypatch):
+    import sys
+    import types
+
+    seen = []
+    fake = types.ModuleType("mmdx.core.data.readers_cli")
+    fake.main = lambda argv=None: seen.append(argv) or 7
+    monkeypatch.setitem(sys.modules, "mmdx.core.data.readers_cli", fake)
+    assert main(["import", "mimic", "--root", "/x", "--help"]) == 7
+    assert seen == [["mimic", "--root", "/x", "--help"]]
+
+
+def test_bad_arguments_are_rejected(capsys):
+    for argv in (["build", "--out", "x", "--seeds", "1,a"], ["build", "--out", "x", "--population", "0"], ["build"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    assert main(["stats", "/nonexistent/cohort"]) == 2
+
+
+def test_build_then_stats_on_a_tiny_simulation(tmp_path_factory, tmp_path, capsys):
+    root = tiny_raw(tmp_path_factory)  # reuse the session's cached raw simulation
+    (tmp_path / "raw").symlink_to(root / "raw", target_is_directory=True)
+    assert main(["build", "--seed", str(TINY_SEED), "--population", str(TINY_POP), "--out", str(tmp_path), "--workers", "1"]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["params"]["seeds"] == [TINY_SEED] and manifest["clinosim_version"] == cohort.clinosim_version()
+    capsys.readouterr()
+    assert main(["stats", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for d in DIAGNOSES:
+        row = next(line for line in out.splitlines() if line.startswith(d + " "))
+        assert [int(x) for x in row.split()[1:]] == [manifest["counts"][s][d] for s in cohort.SPLITS]
+
+
+def test_demo_writes_valid_cases(tmp_path, capsys):
+    assert (demo_dir() / "README.md").is_file()
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    paths = sorted((tmp_path / "cases").glob("*.json"))
+    assert len(paths) >= 5
+    seen_modalities = set()
+    for p in paths:
+        case = PatientCase.load(p)
+        assert case.origin.startswith("synthetic: clinosim") and case.labels is not None
+        assert case.labels.source == "clinosim ground truth (synthetic)"
+        if case.cxr is not None:
+            assert case.image_path().is_file(), case.case_id
+        for note in case.notes:
+            assert not cohort.find_label_leaks(note.text)
+        seen_modalities.add(case.modalities)
+    assert frozenset({Modality.cxr, Modality.labs, Modality.notes}) in seen_modalities
+    assert frozenset({Modality.cxr}) in seen_modalities and frozenset({Modality.notes}) in seen_modalities
