@@ -121,8 +121,11 @@ def test_notes_take_only_presentation_sections(tmp_path):
     assert not any("secret" in t for t in texts), texts
     assert [n.kind for n in notes].count("chief_complaint") == 1  # deduplicated across documents
     kinds = {n.kind for n in notes}
-    assert kinds == {"chief_complaint", "history_of_present_illness", "physical_exam", "subjective", "objective"}
-    assert "[redacted] suspected" in texts
+    # SOAP subjective/objective exist only for admitted patients: not read (they gave the label away)
+    assert kinds == {"chief_complaint", "history_of_present_illness", "physical_exam"}
+    assert len(notes) == len(kinds)  # the first note of each kind only
+    assert "Three days of cough." in texts
+    assert cohort.redact("Pneumonia suspected") == "[redacted] suspected"
     assert stats["note_sections_redacted"] == 1
 
 
@@ -195,17 +198,23 @@ def test_tiny_build_cases_are_valid_and_labelled_from_ground_truth(tiny):
     assert manifest["sha256"] == cohort.cohort_digest(out)
 
 
-def test_tiny_build_inputs_are_first_24_hours(tiny):
+def test_tiny_build_inputs_are_the_presentation_window(tiny):
     out, raw, _ = tiny
     enc = {r["encounter_id"]: r for r in _raw_rows(raw, "encounters.csv")}
     from datetime import datetime
 
     n = 0
+    cfg = cohort.CohortConfig()
     for c in cohort.iter_cases(out):
         admitted = datetime.fromisoformat(enc[c.case_id.split("-", 1)[1]]["admission_datetime"])
+        per_var = {}
         for m in c.measurements:
-            assert admitted <= m.time <= admitted + timedelta(hours=24)
+            assert admitted <= m.time <= admitted + timedelta(hours=cfg.first_hours)
+            per_var[m.variable] = per_var.get(m.variable, 0) + 1
             n += 1
+        assert all(v <= cfg.max_values_per_variable for v in per_var.values())
+        assert len({nt.kind for nt in c.notes}) == len(c.notes)  # one note per kind
+        assert not {"subjective", "objective"} & {nt.kind for nt in c.notes}
     assert n > 0
 
 
