@@ -55,7 +55,7 @@ from mmdx.core.units import canonical_variable
 log = logging.getLogger(__name__)
 
 RAW_LAYOUT_VERSION = 1  # bump when the pruning of raw simulator output changes
-CONVERSION_VERSION = 1  # bump when the case conversion changes (recorded in the manifest)
+CONVERSION_VERSION = 2  # 2: 4-h window, 2 values per variable, no SOAP notes; bump when the case conversion changes (recorded in the manifest)
 SPLITS = ("train", "val", "test")
 LABEL_SOURCE = "clinosim ground truth (synthetic)"
 MARKER = "_mmdx_complete.json"
