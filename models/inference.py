@@ -1,0 +1,129 @@
+"""Load a trained modality model and predict on patient cases.
+
+    model = load_model("labs")                      # models/weights/labs/ inside the package
+    results = model.predict(cases)                  # one entry per case, in order
+    for r in results:
+        if isinstance(r, ToolInputError): ...       # absent modality, corrupt image: returned, not raised
+        else: r.probs, r.embedding, r.ood_score, r.notes
+
+Cases that featurize cleanly go through one batched forward pass (chunks of `max_batch` for very
+long lists); bf16 autocast on CUDA, float32 on CPU. Probabilities are calibrated (per-label
+temperature from the card). This is the interface the tools and the Ray runner call.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mmdx.core.case import PatientCase
+from mmdx.core.errors import ToolInputError, WeightsError
+from mmdx.models.build import build_model, config_from_dict
+from mmdx.models.calibration import apply_temperature
+from mmdx.models.card import ModelCard, load_card, load_weights
+from mmdx.models.featurize import collate, featurize
+
+log = logging.getLogger(__name__)
+WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass
+class Prediction:
+    probs: np.ndarray  # (L,) calibrated probabilities, in card.labels order
+    embedding: np.ndarray  # (D,) pooled representation
+    ood_score: float  # > 1: further from the training data than 95% of validation cases
+    notes: list[str] = field(default_factory=list)  # visible degradations (truncation, resizing, ...)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_state(model: nn.Module, kind: str, sd: dict[str, torch.Tensor]) -> None:
+    if kind == "notes":
+        model.load_checkpoint_state_dict(sd)
+        return
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise WeightsError(f"{kind} weights do not fit the card's config: {str(e)[:300]}") from e
+
+
+@torch.inference_mode()
+def predict_batches(model: nn.Module, items: list, collate_fn, device: str, max_batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits (N, L) and embeddings (N, D) of `model(**collate_fn(chunk))`, eval mode, in chunks."""
+    model.eval()
+    logits, embs = [], []
+    for i in range(0, len(items), max_batch):
+        batch = {k: v.to(device) for k, v in collate_fn(items[i:i + max_batch]).items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+            lo, em = model(**batch)
+        logits.append(lo.float().cpu().numpy())
+        embs.append(em.float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(embs)
+
+
+def forward_items(model: nn.Module, kind: str, config, items: list, device: str, max_batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits (N, L) and embeddings (N, D) for featurized items of `kind`."""
+    return predict_batches(model, items, lambda chunk: collate(kind, chunk, config), device, max_batch)
+
+
+class LoadedModel:
+    def __init__(self, card: ModelCard, model: nn.Module, device: str, max_batch: int = 256):
+        self.card = card
+        self.kind = card.kind
+        self.config = model.config
+        self.model = model.to(device).eval()
+        self.device = device
+        self.max_batch = max_batch
+        self.temperatures = np.asarray(card.temperatures, dtype=np.float64)
+        self.thresholds = np.asarray(card.thresholds, dtype=np.float64)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.card.labels)
+
+    def forward_items(self, items: list) -> tuple[np.ndarray, np.ndarray]:
+        """Raw logits (N, L) and embeddings (N, D) for featurized items."""
+        return forward_items(self.model, self.kind, self.config, items, self.device, self.max_batch)
+
+    def predict(self, cases: list[PatientCase]) -> list[Prediction | ToolInputError]:
+        results: list[Prediction | ToolInputError | None] = [None] * len(cases)
+        items, where = [], []
+        for i, case in enumerate(cases):
+            try:
+                items.append(featurize(self.kind, case, self.config, self.card.feature_stats))
+                where.append(i)
+            except ToolInputError as e:
+                results[i] = e
+        if items:
+            logits, embs = self.forward_items(items)
+            probs = apply_temperature(logits, self.temperatures)
+            ood = self.card.ood.score(embs) if self.card.ood is not None else np.zeros(len(items))
+            for j, i in enumerate(where):
+                notes = list(items[j].notes)
+                if ood[j] > 1.0:
+                    notes.append(f"input unlike the training data (OOD score {ood[j]:.2f} > 1)")
+                results[i] = Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]), notes=notes)
+        return results  # type: ignore[return-value]
+
+
+def load_model(kind: Literal["cxr", "labs", "notes"], weights_dir: Path | None = None, device: str | None = None) -> LoadedModel:
+    """The trained model of `kind` from `weights_dir` (default: models/weights/<kind>/ in the package).
+
+    Raises WeightsError when the card or weights are missing, do not match the recorded sha256, or
+    do not fit the recorded config.
+    """
+    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_ROOT / kind
+    card = load_card(weights_dir)
+    if card.kind != kind:
+        raise WeightsError(f"{weights_dir} holds a {card.kind} model, not {kind}")
+    sd = load_weights(weights_dir, card)
+    model = build_model(kind, config_from_dict(kind, card.config))
+    load_state(model, kind, sd)
+    return LoadedModel(card, model, device or default_device())
