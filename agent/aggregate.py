@@ -67,7 +67,8 @@ def abstention(entries: list[DifferentialEntry], outputs: list[ClassifierOutput]
 
 
 # ---- grounding: the rationale may only assert what a tool supports
-_NEGATION = re.compile(r"\b(no|not|without|absent|absence|unlikely|negative|against|rule[sd]? out|ruled out|exclude[sd]?|lack|lacks|nor)\b[^.;:]*$", re.I)
+_NEGATION = re.compile(r"\b(no|not|without|absent|absence|unlikely|negative|against|rule[sd]? out|ruled out|exclude[sd]?|lack|lacks|nor|below|low|less likely|lower)\b[^.;:]*$", re.I)
+_NEGATION_AFTER = re.compile(r"^[^.;:]{0,40}\b(unlikely|is not|are not|below (its |the )?threshold|not supported|ruled out|excluded|less likely|low probability)\b", re.I)
 
 
 def _mentions(text: str, term: str) -> list[int]:
@@ -75,22 +76,27 @@ def _mentions(text: str, term: str) -> list[int]:
 
 
 def _negated(text: str, pos: int) -> bool:
-    window = text[max(0, pos - 60):pos]
-    window = re.split(r"[.;:!?]", window)[-1]  # within the same clause
-    return bool(_NEGATION.search(window))
+    """A negated mention: 'no X', 'X is unlikely', 'X (0.02, below its threshold)' in the same clause."""
+    before = re.split(r"[.;:!?]", text[max(0, pos - 60):pos])[-1]
+    after = text[pos:pos + 80]
+    return bool(_NEGATION.search(before) or _NEGATION_AFTER.search(after))
 
 
 def check_grounding(rationale: str, entries: list[DifferentialEntry], outputs: list[ClassifierOutput],
                     extra_supported: set[str] = frozenset()) -> GroundingReport:
-    """Reject a rationale that asserts a finding or diagnosis no tool output supports.
+    """Reject a rationale that asserts a finding or diagnosis no tool supports.
 
-    Supported: diagnoses in the top three of the differential or above threshold, and imaging
-    findings a tool called positive. A negated mention ("no effusion") is allowed. Anything outside
-    mmdx's label set (pneumothorax, cancer...) asserted positively is unsupported.
+    Supported: diagnoses above their decision threshold (or the top one when none is), and imaging
+    findings a tool called positive. Any other label, and anything outside mmdx's label set
+    (pneumothorax, cancer...), may only be mentioned negated ("no effusion", "pneumonia is
+    unlikely", "below threshold"). `extra_supported` widens the set (the chat's explanations may
+    discuss every scored diagnosis).
     """
-    supported = {e.diagnosis for e in entries[:3]} | {e.diagnosis for e in entries if e.likely} | set(extra_supported)
+    likely = {e.diagnosis for e in entries if e.likely}
+    supported = (likely or {e.diagnosis for e in entries[:1]}) | set(extra_supported)
     for out in outputs:
-        supported |= {s.label for s in out.scores if s.positive}
+        if out.target == "imaging_findings":
+            supported |= {s.label for s in out.scores if s.positive}
     terms: list[tuple[str, str]] = [(lab, syn) for lab, syns in SYNONYMS.items() for syn in syns]
     terms += [(lab, HUMAN_NAMES[lab]) for lab in HUMAN_NAMES if lab not in SYNONYMS]
     terms += [("outside:" + t, t) for t in OUTSIDE_TERMS]

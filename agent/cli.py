@@ -81,7 +81,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     if args.case:
         files = [Path(args.case)] if Path(args.case).exists() else [f for f in files if f.stem == args.case]
     elif not args.all:
-        files = files[:1]
+        # the richest case first: the one with the most modalities (ties: file order)
+        files = [max(files, key=lambda f: len(PatientCase.load(f).modalities))]
     if not files:
         print(f"mmdx demo: no such case {args.case!r}; demo cases: {', '.join(f.stem for f in sorted(d.glob('*.json')))}", file=sys.stderr)
         return 2

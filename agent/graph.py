@@ -313,9 +313,11 @@ class DiagnosticAgent:
         for name, f in state["failures"].items():
             degraded.append(f"{name} failed ({f.kind}): {f.message}")
         # ---- rationale by the LLM, grounded
+        likely = [e for e in entries if e.likely]
         facts = {
-            "differential": [{"diagnosis": HUMAN_NAMES[e.diagnosis], "probability": e.probability, "above_threshold": e.likely,
-                              "from_tools": sorted({ev.tool for ev in e.evidence})} for e in entries[:3]],
+            "supported_diagnoses": [{"diagnosis": HUMAN_NAMES[e.diagnosis], "probability": e.probability,
+                                     "from_tools": sorted({ev.tool for ev in e.evidence})} for e in likely],
+            "below_threshold": [{"diagnosis": HUMAN_NAMES[e.diagnosis], "probability": e.probability} for e in entries if not e.likely][:3],
             "imaging_findings_positive": [HUMAN_NAMES[e.label] for e in imaging if e.positive and e.label != "no_finding"],
             "missing": [m.modality for m in missing],
             "abstain": abstain,
@@ -325,8 +327,9 @@ class DiagnosticAgent:
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": "Tool facts (JSON):\n" + json.dumps(facts) + "\n"
                                         + (f"Clinician's question: {q}\n" if q else "")
-                                        + "Write a 2-4 sentence rationale for a clinician that cites these numbers and names only "
-                                          "diagnoses and findings listed above" + (", and says why no diagnosis is given" if abstain else "") + "."},
+                                        + "Write a 2-4 sentence rationale for a clinician. Name as likely only the supported diagnoses, "
+                                          "cite their probabilities and the imaging findings listed; mention a below-threshold diagnosis "
+                                          "only as unlikely" + (", and say why no diagnosis is given" if abstain else "") + "."},
         ]
         rationale, source = None, "template"
         grounding = None

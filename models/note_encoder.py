@@ -72,7 +72,18 @@ def _build_base(config: NoteConfig) -> nn.Module:
     from transformers import BertConfig, BertModel
 
     if config.base == "minilm":
-        return BertModel.from_pretrained(str(minilm_dir()), add_pooling_layer=False, attn_implementation="sdpa")
+        from transformers.utils import logging as hf_logging
+
+        # The packaged checkpoint carries a pooler we do not build: transformers prints a load report
+        # and a progress bar to the user's terminal for it. Quiet them for this one load.
+        prev = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            return BertModel.from_pretrained(str(minilm_dir()), add_pooling_layer=False, attn_implementation="sdpa")
+        finally:
+            hf_logging.set_verbosity(prev)
+            hf_logging.enable_progress_bar()
     bert_cfg = BertConfig(
         vocab_size=load_tokenizer().vocab_size,
         hidden_size=config.hidden,

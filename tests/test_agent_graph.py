@@ -110,3 +110,14 @@ def test_audit_log_records_every_decision(tmp_path):
     kinds = [__import__("json").loads(l)["kind"] for l in text.splitlines()]
     assert kinds.count("tool_call") == 3 and "llm_decision" in kinds and kinds[-1] == "diagnosis"
     assert verify(tmp_path / "audit.jsonl")[0]
+
+
+def test_rationale_favouring_a_below_threshold_diagnosis_is_rejected():
+    # seen with the real 1.5B model: it "prioritised" a diagnosis at p=0.002
+    bad = {"rationale": "The clinician should prioritize COPD exacerbation as the diagnosis."}
+    agent, _ = agent_with([PLAN_ALL, bad, bad])
+    dx = agent.diagnose(make_case())
+    assert dx.rationale_source == "template" and "copd" in " ".join(dx.degraded).lower()
+    ok = {"rationale": "Pneumonia is likely (0.65); COPD exacerbation is unlikely (0.10, below its threshold)."}
+    agent, _ = agent_with([PLAN_ALL, ok])
+    assert agent.diagnose(make_case()).rationale_source == "llm"
