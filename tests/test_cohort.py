@@ -273,3 +273,15 @@ def test_full_build_twice_is_byte_identical(tmp_path):
     a = cohort.build_cohort(tmp_path / "a", [TINY_SEED], TINY_POP, workers=1)
     b = cohort.build_cohort(tmp_path / "b", [TINY_SEED], TINY_POP, workers=1)
     assert a["sha256"] == b["sha256"]
+
+
+def test_atypical_presentation_replaces_the_chief_complaint_from_a_shared_pool():
+    from datetime import datetime
+
+    from mmdx.core.case import Note
+
+    notes = [Note(time=datetime(2024, 1, 1), kind="chief_complaint", text="Dysuria and urinary frequency"),
+             Note(time=datetime(2024, 1, 1), kind="physical_exam", text="Suprapubic tenderness")]
+    out = cohort.atypical_presentation(notes, np.random.default_rng(0))
+    assert out[0].text in cohort.NONSPECIFIC_COMPLAINTS and out[1] == notes[1]
+    assert not any(cohort.find_label_leaks(c) for c in cohort.NONSPECIFIC_COMPLAINTS)

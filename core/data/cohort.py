@@ -55,7 +55,7 @@ from mmdx.core.units import canonical_variable
 log = logging.getLogger(__name__)
 
 RAW_LAYOUT_VERSION = 1  # bump when the pruning of raw simulator output changes
-CONVERSION_VERSION = 2  # 2: 4-h window, 2 values per variable, no SOAP notes; bump when the case conversion changes (recorded in the manifest)
+CONVERSION_VERSION = 3  # 2: 4-h window, 2 values per variable, no SOAP notes; 3: atypical complaints; bump when the case conversion changes (recorded in the manifest)
 SPLITS = ("train", "val", "test")
 LABEL_SOURCE = "clinosim ground truth (synthetic)"
 MARKER = "_mmdx_complete.json"
@@ -80,6 +80,11 @@ class CohortConfig:
     # cap per variable keep what the clinician sees at presentation and remove that shortcut.
     first_hours: float = 4.0  # labs/vitals after arrival kept as input (later values reflect admission/treatment)
     max_values_per_variable: int = 2  # the first values of each variable in the window
+    # Atypical presentations: the simulator's chief complaints name the organ system ("dysuria",
+    # "productive cough") so plainly that a TF-IDF model scored AUROC 0.999 on the notes. In this share
+    # of cases the chief complaint is replaced by a nonspecific one drawn from a pool shared by all
+    # labels, as happens with elderly and septic patients.
+    atypical_complaint_p: float = 0.3
     lead_hours: float = 0.0  # results this long before admission still count (0: earlier ones belong to other visits)
     after_discharge_hours: float = 2.0  # results reported shortly after an ED discharge still count
     # P(chest X-ray taken): high for cardio-respiratory labels, lower otherwise, but close enough
@@ -441,6 +446,21 @@ def _encounter_notes(doc_dir: Path, admitted: datetime, stats: Counter) -> list[
     return notes
 
 
+NONSPECIFIC_COMPLAINTS: tuple[str, ...] = (
+    "Feeling generally unwell", "Fatigue and weakness", "Fever", "Shortness of breath", "Malaise",
+    "Dizziness", "Poor oral intake", "Confusion", "Fall at home", "Chills", "Not feeling right", "Nausea",
+)
+
+
+def atypical_presentation(notes: list[Note], rng: np.random.Generator) -> list[Note]:
+    """The notes with the chief complaint replaced by a nonspecific one (label-independent pool)."""
+    complaint = NONSPECIFIC_COMPLAINTS[int(rng.integers(len(NONSPECIFIC_COMPLAINTS)))]
+    out = [n.model_copy(update={"text": complaint}) if n.kind == "chief_complaint" else n for n in notes]
+    if not any(n.kind == "chief_complaint" for n in notes):
+        out.insert(0, Note(time=notes[0].time, kind="chief_complaint", text=complaint))
+    return out
+
+
 # ---------------------------------------------------------------- chest X-ray: taken? findings?
 
 _CARDIORESP = {"pneumonia", "heart_failure", "copd_exacerbation", "asthma_exacerbation", "sepsis"}
@@ -586,6 +606,9 @@ def convert_raw(raw: Path, seed: int, out: Path, cfg: CohortConfig | None = None
                 log.debug("%s: rejected %s %s %s: %s", case_id, var, value, unit, e.errors()[0]["msg"])
 
         notes = _encounter_notes(doc_root / eid, admitted, stats)
+        if notes and case_rng(seed, case_id, 2).random() < cfg.atypical_complaint_p:
+            notes = atypical_presentation(notes, case_rng(seed, case_id, 3))
+            stats["atypical_presentations"] += 1
 
         # ---- chest X-ray
         p_xray = xray_probability(labels, enc.get("chief_complaint", ""), cfg)
