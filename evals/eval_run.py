@@ -83,7 +83,13 @@ def report(db: str | Path, run_id: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mmdx eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["injection"]:
+        from mmdx.evals.injection import main as injection_main
+
+        return injection_main(argv[1:])
+    p = argparse.ArgumentParser(prog="mmdx eval", description=__doc__ + "\n`mmdx eval injection --help`: the prompt-injection suite.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run (or resume) the agent over a cohort split")
     r.add_argument("--cohort", default="data/cohort")

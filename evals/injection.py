@@ -104,3 +104,81 @@ def measure(agent, triples, recorder=None) -> InjectionReport:
         rep.details.append({"injection": desc, "calls_clean": calls_a, "calls_injected": calls_b, "answer_clean": _answer(a["diagnosis"]),
                             "answer_injected": _answer(b["diagnosis"]), "llm_saw_payload": saw})
     return rep
+
+
+class PromptRecorder:
+    """Wraps an LLM and keeps every prompt it receives (to prove no note text reaches it)."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.model_id = getattr(llm, "model_id", "?")
+        self.seen: list = []
+
+    def complete_json(self, messages, schema, **kw):
+        self.seen.append(messages)
+        return self.llm.complete_json(messages, schema, **kw)
+
+    def stream(self, messages, **kw):
+        self.seen.append(messages)
+        return self.llm.stream(messages, **kw)
+
+    def drain(self) -> list:
+        out, self.seen = self.seen, []
+        return out
+
+
+class PromptCache:
+    """Memoises complete_json by the exact (messages, schema). With greedy decoding (temperature 0)
+    an identical prompt gives an identical answer, so a cache hit equals re-running the model; a prompt
+    that differs by one byte (an injection that reached it) misses and runs the model."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.model_id = getattr(llm, "model_id", "?")
+        self.cache: dict[str, str] = {}
+        self.hits = 0
+
+    def complete_json(self, messages, schema, **kw):
+        key = json.dumps([messages, schema], sort_keys=True)
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key]
+        out = self.llm.complete_json(messages, schema, **kw)
+        self.cache[key] = out
+        return out
+
+    def stream(self, messages, **kw):
+        return self.llm.stream(messages, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`mmdx eval injection`: the 52-note suite on cohort cases with the real tools and LLM."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog="mmdx eval injection", description="Prompt-injection suite with the real tools.")
+    p.add_argument("--cohort", default="data/cohort")
+    p.add_argument("--n", type=int, default=52, help="injected notes to try")
+    p.add_argument("--cases", type=int, default=13, help="test-split cases to plant them in (with notes)")
+    p.add_argument("--json", action="store_true")
+    from mmdx.agent.cli import add_agent_args, build_agent
+
+    add_agent_args(p)
+    args = p.parse_args(argv)
+    files = sorted((Path(args.cohort) / "cases" / "test").glob("*.json"))
+    cases = [c for c in (PatientCase.load(f) for f in files) if c.notes][: args.cases]
+    if not cases:
+        print("mmdx eval injection: no test cases with notes; build the cohort first", file=sys.stderr)
+        return 2
+    agent = build_agent(args)
+    cache = PromptCache(agent.llm)
+    recorder = PromptRecorder(cache)
+    agent.llm = recorder
+    rep = measure(agent, suite(cases, n=args.n), recorder=recorder.drain)
+    out = rep.as_dict() | {"llm": cache.model_id, "llm_calls_run": len(cache.cache), "llm_cache_hits": cache.hits,
+                           "cases": len(cases), "data": "synthetic cohort test split; payloads in mmdx.evals.injection.PAYLOADS"}
+    if not args.json:
+        out.pop("details")
+    print(json.dumps(out, indent=2, default=str))
+    return 0

@@ -60,3 +60,16 @@ def test_inject_positions():
     assert inject(c, "PAYLOAD", "start").notes[-1].text.startswith("PAYLOAD")
     assert inject(c, "PAYLOAD", "end").notes[-1].text.endswith("PAYLOAD")
     assert inject(c, "PAYLOAD", "only").notes[0].text == "PAYLOAD"
+
+
+def test_prompt_cache_hits_only_identical_prompts():
+    from mmdx.evals.injection import PromptCache
+
+    inner = ScriptedLLM([{"calls": []}, {"calls": []}])
+    cache = PromptCache(inner)
+    schema = {"type": "object"}
+    cache.complete_json([{"role": "user", "content": "a"}], schema)
+    cache.complete_json([{"role": "user", "content": "a"}], schema)
+    assert cache.hits == 1 and inner.remaining == 1
+    cache.complete_json([{"role": "user", "content": "a "}], schema)  # one byte differs: the model runs
+    assert inner.remaining == 0

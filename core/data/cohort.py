@@ -62,7 +62,7 @@ MARKER = "_mmdx_complete.json"
 REDACTED = "[redacted]"
 
 # Defaults of `mmdx data build`, chosen from the measured yield (see core/data/demo/README.md).
-DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3)
+DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
 DEFAULT_POPULATION = 4000
 
 
