@@ -49,6 +49,7 @@ def demo_dir() -> Path:
     from mmdx.core.data.cli import copy_demo
 
     out = home() / "demo"
+    shutil.rmtree(out, ignore_errors=True)  # our own cache folder: no stale case from an older package
     copy_demo(out)  # a handful of small files: copying each time keeps them in step with the package
     return out / "cases"
 
