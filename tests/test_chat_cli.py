@@ -1,0 +1,50 @@
+"""`mmdx chat` in the terminal: the real command loop, with a scripted LLM and fake tools behind it."""
+from __future__ import annotations
+
+import builtins
+
+from mmdx.agent import cli
+from mmdx.agent.graph import DiagnosticAgent
+from mmdx.agent.llm import ScriptedLLM
+from mmdx.tools.runner import InProcessRunner
+
+from agent_fakes import FAKE_TOOLS, make_case
+
+PLAN = {"calls": [{"tool": "labs", "reason": "l"}, {"tool": "notes", "reason": "n"}]}
+RAT = {"rationale": "Pneumonia is likely (0.65) from the labs and notes models."}
+
+
+def _run_chat(monkeypatch, tmp_path, lines, script):
+    agent = DiagnosticAgent(ScriptedLLM(script), runner=InProcessRunner(tool_factory=lambda n: FAKE_TOOLS[n]()), tools=FAKE_TOOLS)
+    monkeypatch.setattr(cli, "build_agent", lambda args: agent)
+    feed = iter(lines)
+
+    def fake_input(prompt=""):
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr(builtins, "input", fake_input)
+    return cli.chat_main(["--db", str(tmp_path / "chat.sqlite"), "--thread", "t1", "--audit-log", ""])
+
+
+def test_terminal_chat_attach_diagnose_follow_up_and_resume(monkeypatch, tmp_path, capsys):
+    case_file = make_case(cxr=False).save(tmp_path / "case.json")
+    labs = tmp_path / "labs.csv"
+    labs.write_text("time,variable,value,unit\n2024-03-01T09:00,lactate,2.9,mmol/L\n")
+    rc = _run_chat(monkeypatch, tmp_path, [f"/case {case_file}", f"/labs {labs}", "diagnose", "why not heart failure?", "/quit"],
+                   [PLAN, RAT, "Heart failure is unlikely at 0.10."])
+    out = capsys.readouterr().out
+    assert rc == 0 and "most likely pneumonia" in out and "Heart failure is unlikely at 0.10." in out
+    assert "thread t1 saved" in out
+    # a new process resumes the thread: earlier turns are printed back
+    rc = _run_chat(monkeypatch, tmp_path, ["/history", "/quit"], [])
+    out = capsys.readouterr().out
+    assert "(4 earlier messages)" in out and "why not heart failure?" in out
+
+
+def test_terminal_chat_bad_attachment_keeps_the_session(monkeypatch, tmp_path, capsys):
+    rc = _run_chat(monkeypatch, tmp_path, ["/labs /no/such/file.csv", "/new abc male", "/quit"], [])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.count("could not attach") == 2
