@@ -97,11 +97,18 @@ def fit_lab_stats(cases: list[PatientCase]) -> LabStats:
     return stats
 
 
-def lab_features(case: PatientCase, stats: LabStats, max_tokens: int) -> LabItem:
+def lab_features(case: PatientCase, stats: LabStats, max_tokens: int, panel: tuple[str, ...] = ()) -> LabItem:
     if not case.measurements:
         raise ModalityAbsent(f"case {case.case_id} has no labs or vital signs", field="measurements")
     ms = sorted(case.measurements, key=lambda m: m.time)
     notes = []
+    if panel:
+        outside = sorted({m.variable for m in ms if m.variable not in panel})
+        ms = [m for m in ms if m.variable in panel]
+        if outside:
+            notes.append(f"not read (outside the model's panel): {', '.join(outside)}")
+        if not ms:
+            raise ModalityAbsent(f"case {case.case_id} has no measurement of the model's panel ({', '.join(panel)})", field="measurements")
     if len(ms) > max_tokens:
         notes.append(f"{len(ms)} measurements; kept the most recent {max_tokens}")
         ms = ms[-max_tokens:]
@@ -171,7 +178,7 @@ def featurize(kind: str, case: PatientCase, config, lab_stats: LabStats | None =
     if kind == "labs":
         if lab_stats is None:
             raise ValueError("lab features need the training statistics (lab_stats)")
-        return lab_features(case, lab_stats, config.max_tokens)
+        return lab_features(case, lab_stats, config.max_tokens, getattr(config, "panel", ()))
     if kind == "notes":
         return note_features(case)
     raise ValueError(f"unknown model kind {kind!r}")
