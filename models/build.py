@@ -41,8 +41,7 @@ def load_config(kind: str, size: str, **overrides):
 
 def config_to_dict(config) -> dict:
     d = dataclasses.asdict(config)
-    d["labels"] = list(d["labels"])
-    return d
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}  # JSON-shaped: tuples as lists
 
 
 def build_model(kind: str, config) -> nn.Module:
