@@ -45,6 +45,7 @@ class AgentConfig:
     plan_max_tokens: int = 160  # enough for 3-5 calls with short reasons
     answer_max_tokens: int = 200  # a 2-4 sentence rationale
     llm_timeout_s: float | None = 120.0
+    rationale_by_llm: bool = True  # False: the template rationale only (batch evaluations short of time)
     tool_timeout_s: float = 120.0
 
 
@@ -333,7 +334,10 @@ class DiagnosticAgent:
         ]
         rationale, source = None, "template"
         grounding = None
-        parsed, err = self._ask(state, "answer", messages, RATIONALE_SCHEMA, _Rationale, self.config.answer_max_tokens)
+        if self.config.rationale_by_llm:
+            parsed, err = self._ask(state, "answer", messages, RATIONALE_SCHEMA, _Rationale, self.config.answer_max_tokens)
+        else:
+            parsed, err = None, "the LLM rationale is switched off in this run's configuration"
         if parsed is not None:
             grounding = agg.check_grounding(parsed.rationale, entries, outputs)
             if not grounding.ok:

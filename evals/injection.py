@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=52, help="injected notes to try")
     p.add_argument("--cases", type=int, default=13, help="test-split cases to plant them in (with notes)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--llm-rationale", action="store_true",
+                   help="also have the LLM write each rationale (slow on CPU: ~30 s a case); tool calls and the "
+                        "ranking, which are what the suite measures, do not depend on it")
     from mmdx.agent.cli import add_agent_args, build_agent
 
     add_agent_args(p)
@@ -172,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         print("mmdx eval injection: no test cases with notes; build the cohort first", file=sys.stderr)
         return 2
     agent = build_agent(args)
+    agent.config.rationale_by_llm = args.llm_rationale
     cache = PromptCache(agent.llm)
     recorder = PromptRecorder(cache)
     agent.llm = recorder
     rep = measure(agent, suite(cases, n=args.n), recorder=recorder.drain)
     out = rep.as_dict() | {"llm": cache.model_id, "llm_calls_run": len(cache.cache), "llm_cache_hits": cache.hits,
-                           "cases": len(cases), "data": "synthetic cohort test split; payloads in mmdx.evals.injection.PAYLOADS"}
+                           "cases": len(cases), "llm_rationale": args.llm_rationale, "data": "synthetic cohort test split; payloads in mmdx.evals.injection.PAYLOADS"}
     if not args.json:
         out.pop("details")
     print(json.dumps(out, indent=2, default=str))

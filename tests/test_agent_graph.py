@@ -121,3 +121,10 @@ def test_rationale_favouring_a_below_threshold_diagnosis_is_rejected():
     ok = {"rationale": "Pneumonia is likely (0.65); COPD exacerbation is unlikely (0.10, below its threshold)."}
     agent, _ = agent_with([PLAN_ALL, ok])
     assert agent.diagnose(make_case()).rationale_source == "llm"
+
+
+def test_rationale_by_llm_off_is_visible():
+    agent, llm = agent_with([PLAN_ALL])
+    agent.config.rationale_by_llm = False
+    dx = agent.diagnose(make_case())
+    assert dx.rationale_source == "template" and any("switched off" in d for d in dx.degraded) and llm.remaining == 0
