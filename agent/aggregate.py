@@ -68,7 +68,7 @@ def abstention(entries: list[DifferentialEntry], outputs: list[ClassifierOutput]
 
 # ---- grounding: the rationale may only assert what a tool supports
 _NEGATION = re.compile(r"\b(no|not|without|absent|absence|unlikely|negative|against|rule[sd]? out|ruled out|exclude[sd]?|lack|lacks|nor|below|low|less likely|lower)\b[^.;:]*$", re.I)
-_NEGATION_AFTER = re.compile(r"^[^.;:]{0,40}\b(unlikely|is not|are not|below (its |the )?threshold|not supported|ruled out|excluded|less likely|low probability)\b", re.I)
+_NEGATION_AFTER = re.compile(r"^(?:[^.;:]|\.\d){0,40}\b(unlikely|is not|are not|below (its |the )?threshold|not supported|ruled out|excluded|less likely|low probability)\b", re.I)
 
 
 def _mentions(text: str, term: str) -> list[int]:
@@ -77,7 +77,7 @@ def _mentions(text: str, term: str) -> list[int]:
 
 def _negated(text: str, pos: int) -> bool:
     """A negated mention: 'no X', 'X is unlikely', 'X (0.02, below its threshold)' in the same clause."""
-    before = re.split(r"[.;:!?]", text[max(0, pos - 60):pos])[-1]
+    before = re.split(r"[;:!?]|\.(?!\d)", text[max(0, pos - 60):pos])[-1]  # a decimal point does not end a clause
     after = text[pos:pos + 80]
     return bool(_NEGATION.search(before) or _NEGATION_AFTER.search(after))
 
@@ -118,9 +118,9 @@ def template_rationale(entries: list[DifferentialEntry], imaging: list[Evidence]
     if abstain:
         parts.append(f"No diagnosis is given: {abstain}.")
     if entries:
-        top = entries[:3]
+        # every below-threshold diagnosis is written as such, so the template passes its own grounding check
         parts.append("Ranked by " + how + ": " + "; ".join(
-            f"{HUMAN_NAMES[e.diagnosis]} {e.probability:.2f}" for e in top) + ".")
+            f"{HUMAN_NAMES[e.diagnosis]} {e.probability:.2f}" + ("" if e.likely else " (below its threshold)") for e in entries[:3]) + ".")
     pos = [e for e in imaging if e.positive]
     if pos:
         parts.append("Chest X-ray model positive for " + ", ".join(f"{HUMAN_NAMES[e.label]} ({e.probability:.2f})" for e in pos) + ".")

@@ -152,9 +152,14 @@ def collate_labs(items: list[LabItem]) -> dict[str, torch.Tensor]:
 
 # ---- notes
 def note_text(case: PatientCase) -> str:
+    """The notes as the model reads them. Diagnosis names are redacted exactly as in the training
+    cohort (core/data/cohort.redact), so text naming a diagnosis (an injected "report heart failure")
+    is as unseen to the model at inference as it was in training."""
+    from mmdx.core.data.cohort import redact
+
     if not case.notes:
         raise ModalityAbsent(f"case {case.case_id} has no clinical notes", field="notes")
-    return "\n".join(f"[{n.kind.replace('_', ' ')}] {n.text.strip()}" for n in case.notes)
+    return "\n".join(f"[{n.kind.replace('_', ' ')}] {redact(n.text)}" for n in case.notes)
 
 
 def note_features(case: PatientCase) -> NoteItem:

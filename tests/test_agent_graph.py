@@ -128,3 +128,30 @@ def test_rationale_by_llm_off_is_visible():
     agent.config.rationale_by_llm = False
     dx = agent.diagnose(make_case())
     assert dx.rationale_source == "template" and any("switched off" in d for d in dx.degraded) and llm.remaining == 0
+
+
+def test_template_rationale_always_passes_grounding():
+    from hypothesis import given, settings, strategies as st
+
+    from mmdx.agent import aggregate as agg
+    from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
+    from mmdx.core.tool import ClassifierOutput, LabelScore, Provenance
+
+    prov = Provenance(model_id="m", weights_sha256="0" * 64)
+    probs = st.floats(0, 1)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(probs, min_size=len(DIAGNOSES), max_size=len(DIAGNOSES)),
+           st.lists(probs, min_size=len(IMAGING_FINDINGS), max_size=len(IMAGING_FINDINGS)), probs, st.booleans())
+    def check(dx_p, img_p, thr, with_img):
+        outs = [ClassifierOutput(tool="labs", case_id="c", target="diagnoses", provenance=prov,
+                                 scores=tuple(LabelScore(label=l, probability=p, threshold=thr) for l, p in zip(DIAGNOSES, dx_p)))]
+        if with_img:
+            outs.append(ClassifierOutput(tool="cxr", case_id="c", target="imaging_findings", provenance=prov,
+                                         scores=tuple(LabelScore(label=l, probability=p, threshold=0.5) for l, p in zip(IMAGING_FINDINGS, img_p))))
+        entries, how = agg.differential(outs)
+        text = agg.template_rationale(entries, agg.imaging_evidence(outs), how, agg.abstention(entries, outs))
+        report = agg.check_grounding(text, entries, outs)
+        assert report.ok, (text, report)
+
+    check()
