@@ -96,3 +96,19 @@ def check_requires(tool: type | object, case: PatientCase) -> None:
     missing = sorted(m.value for m in cls.requires - case.modalities)
     if missing:
         raise ModalityAbsent(f"case {case.case_id} has no {', '.join(missing)}; {cls.name} cannot run", field=missing[0])
+
+
+def partition_runnable(tool: type | object, inputs: list) -> tuple[list, list[int]]:
+    """For a batch of CaseInputs: (results with a ModalityAbsent in place for each input the tool
+    cannot take, else None; indices of the inputs to run). Every tool's `batch` starts this way."""
+    from mmdx.core.errors import ToolInputError
+
+    results: list = [None] * len(inputs)
+    todo: list[int] = []
+    for i, inp in enumerate(inputs):
+        try:
+            check_requires(tool, inp.case)
+            todo.append(i)
+        except ToolInputError as e:
+            results[i] = e
+    return results, todo

@@ -4,9 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from mmdx.core.case import Modality, PatientCase
-from mmdx.core.errors import ToolInputError
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, check_requires
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_runnable
 
 
 def make_case(cxr=True, labs=True, notes=True, case_id="c1", note_text="Cough and fever for three days.") -> PatientCase:
@@ -38,13 +37,9 @@ class _FakeTool:
 
     def batch(self, inputs: list[CaseInput]):
         type(self).calls += 1
-        outs = []
-        for inp in inputs:
-            try:
-                check_requires(self, inp.case)
-                outs.append(_out(self.name, inp.case.case_id, self.target, self.probs))
-            except ToolInputError as e:
-                outs.append(e)
+        outs, todo = partition_runnable(self, inputs)
+        for i in todo:
+            outs[i] = _out(self.name, inputs[i].case.case_id, self.target, self.probs)
         return outs
 
     def __call__(self, inp):

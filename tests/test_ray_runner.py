@@ -24,7 +24,7 @@ ray = pytest.importorskip("ray")
 from mmdx.core.case import Demographics, Measurement, Modality, PatientCase  # noqa: E402
 from mmdx.core.errors import ToolInputError  # noqa: E402
 from mmdx.core.labels import DIAGNOSES  # noqa: E402
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, check_requires  # noqa: E402
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_runnable  # noqa: E402
 from mmdx.tools.ray_runner import RayRunner  # noqa: E402
 from mmdx.tools.runner import InProcessRunner, ToolFailure  # noqa: E402
 
@@ -77,14 +77,7 @@ class TinyLabsTool:
                 os._exit(1)
             if (self.record_dir / f"slow-{cid}").exists():
                 time.sleep(30)
-        results: list[ClassifierOutput | ToolInputError | None] = [None] * len(inputs)
-        todo = []
-        for i, inp in enumerate(inputs):
-            try:
-                check_requires(self, inp.case)
-                todo.append(i)
-            except ToolInputError as e:
-                results[i] = e
+        results, todo = partition_runnable(self, inputs)
         if todo:
             x = torch.tensor([self.features(inputs[i].case) for i in todo], dtype=torch.float32, device=self.device)
             with torch.no_grad():

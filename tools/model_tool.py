@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from mmdx.core.case import Modality
 from mmdx.core.errors import ToolInputError
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, check_requires
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_runnable
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,7 @@ class ModelTool:
 
     def batch(self, inputs: list[CaseInput]) -> list[ClassifierOutput | ToolInputError]:
         """One forward pass over every input that has the modality; errors come back in place."""
-        results: list[ClassifierOutput | ToolInputError | None] = [None] * len(inputs)
-        todo: list[int] = []
-        for i, inp in enumerate(inputs):
-            try:
-                check_requires(self, inp.case)
-                todo.append(i)
-            except ToolInputError as e:
-                results[i] = e
+        results, todo = partition_runnable(self, inputs)
         if todo:
             preds = self.model.predict([inputs[i].case for i in todo])
             prov = self.provenance()
