@@ -27,6 +27,8 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
                    help="where tools run: in this process, or in Ray actors")
     g.add_argument("--ray-address", default=os.environ.get("MMDX_RAY_ADDRESS"), help="join an existing Ray cluster")
     g.add_argument("--audit-log", default=str(home() / "audit.jsonl"), help="hash-chained audit log ('' to disable)")
+    g.add_argument("--audit-content", action="store_true",
+                   help="opt in to recording note text and case inputs in the audit log (default: digests only)")
 
 
 def build_agent(args):
@@ -40,7 +42,7 @@ def build_agent(args):
         from mmdx.tools.ray_runner import RayRunner
 
         runner = RayRunner(address=args.ray_address)
-    audit = AuditLog(args.audit_log) if args.audit_log else None
+    audit = AuditLog(args.audit_log, include_content=args.audit_content) if args.audit_log else None
     return DiagnosticAgent(llm, runner=runner, audit=audit)
 
 

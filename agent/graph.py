@@ -363,9 +363,11 @@ class DiagnosticAgent:
             llm_model=getattr(self.llm, "model_id", "?"),
         )
         if self.audit is not None:
+            content = ({"case": case.model_dump(mode="json", exclude={"base_dir"}), "rationale": rationale}
+                       if getattr(self.audit, "include_content", False) else {})
             self.audit.append("diagnosis", case.case_id, input_digest=case.inputs_digest(), abstained=dx.abstained,
                               top=(entries[0].diagnosis if entries else None), rationale_source=source,
-                              rationale_digest=text_digest(rationale))
+                              rationale_digest=text_digest(rationale), **content)
         return {"diagnosis": dx, "degraded": degraded, "events": state["events"]}
 
     def _build(self):

@@ -30,8 +30,12 @@ def text_digest(text: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, path: str | Path):
+    """`include_content=True` is the user's opt-in to also record note text and the case inputs
+    (for a local research log); by default entries hold digests only."""
+
+    def __init__(self, path: str | Path, include_content: bool = False):
         self.path = Path(path)
+        self.include_content = include_content
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._prev = self._last_hash()

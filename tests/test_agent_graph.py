@@ -155,3 +155,11 @@ def test_template_rationale_always_passes_grounding():
         assert report.ok, (text, report)
 
     check()
+
+
+def test_audit_content_only_when_opted_in(tmp_path):
+    log = AuditLog(tmp_path / "optin.jsonl", include_content=True)
+    agent, _ = agent_with([PLAN_ALL, GOOD], audit=log)
+    agent.diagnose(make_case(note_text="SECRET patient words"))
+    text = (tmp_path / "optin.jsonl").read_text()
+    assert "SECRET patient words" in text and verify(tmp_path / "optin.jsonl")[0]
