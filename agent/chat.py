@@ -167,10 +167,10 @@ class ChatSession:
                     "trace": [self._trace(final)]}
         dx = Diagnosis.model_validate_json(dx_json)
         if what_if:
-            words = [w.lower() for w in re.findall(r"x-?ray|cxr|imaging|image|labs?|vitals?|notes?", user, re.I)]
-            modality = _MODALITY_WORDS.get(words[-1].replace("-", "") if words else "", None) or _MODALITY_WORDS.get(words[-1] if words else "", None)
-            if modality is None or modality not in case.modalities:
-                text = f"The case has no {words[-1] if words else 'such modality'} to remove; it has: {', '.join(sorted(m.value for m in case.modalities))}."
+            word = what_if.group(2).lower()  # the last modality word of the question
+            modality = _MODALITY_WORDS[word]
+            if modality not in case.modalities:
+                text = f"The case has no {word} to remove; it has: {', '.join(sorted(m.value for m in case.modalities))}."
                 write({"token": text})
                 return {**update, "messages": [self._msg("assistant", text)]}
             write({"status": f"rerunning without {modality.value}"})

@@ -153,6 +153,10 @@ class DiagnosticAgent:
     def _cls(self, name: str) -> type:
         return self.tools[name]
 
+    def runnable(self, case: PatientCase) -> list[str]:
+        """The tools whose required inputs the case has (a tool requiring nothing is never 'available')."""
+        return [n for n in self.tool_names if self._cls(n).requires and self._cls(n).requires <= case.modalities]
+
     # ---- LLM with bounded retry; returns (parsed or None, error text or None)
     def _ask(self, state: AgentState, step: str, messages: list[dict], schema: dict, model: type[BaseModel], max_tokens: int):
         err = None
@@ -226,8 +230,8 @@ class DiagnosticAgent:
             accepted.append(call)
         first_round = state.get("reflections", 0) == 0
         if first_round and not accepted:
-            for name in self.tool_names:
-                if self._cls(name).requires and self._cls(name).requires <= present and not name.startswith(STUDENT_PREFIX):
+            for name in self.runnable(case):
+                if not name.startswith(STUDENT_PREFIX):
                     accepted.append(PlannedCall(tool=name, reason="fallback: the plan named no runnable tool", source="fallback"))
                     overrides.append(GuardOverride(action="added", tool=name, why="plan empty or LLM failed; ran every tool whose input is present"))
         if first_round:
@@ -275,8 +279,8 @@ class DiagnosticAgent:
     def _reflect(self, state: AgentState) -> AgentState:
         n = state.get("reflections", 0) + 1
         case = state["case"]
-        remaining = [t for t in self.tool_names if t not in {p.tool for p in state["plan"]}
-                     and self._cls(t).requires <= case.modalities]
+        planned = {p.tool for p in state["plan"]}
+        remaining = [t for t in self.runnable(case) if t not in planned]
         if n > self.config.max_reflections or not remaining:
             return {"reflections": n, "proposed": []}
         messages = [

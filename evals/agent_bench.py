@@ -20,10 +20,6 @@ from pathlib import Path
 from mmdx.core.case import PatientCase
 
 
-def available_tools(agent, case: PatientCase) -> set[str]:
-    return {n for n in agent.tool_names if agent.tools[n].requires and agent.tools[n].requires <= case.modalities}
-
-
 def bench(agent, cases: list[PatientCase]) -> dict:
     rows = []
     for case in cases:
@@ -37,7 +33,7 @@ def bench(agent, cases: list[PatientCase]) -> dict:
         for e in ev:
             if e["step"] in ("plan_proposed", "reflect_proposed"):
                 proposed |= set(e["tools"])
-        avail = available_tools(agent, case)
+        avail = set(agent.runnable(case))
         llm_s = sum(e["latency_s"] for e in llm_events)
         tools_s = sum(e["latency_s"] for e in ev if e["step"] == "tools")
         top = dx.top().diagnosis if dx.top() and not dx.abstained else None
