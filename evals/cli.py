@@ -23,6 +23,7 @@ def _add_serving(sub) -> None:
     p.add_argument("--fanout-reps", type=int, default=d.fanout_reps)
     p.add_argument("--torch-threads", type=int, default=d.torch_threads)
     p.add_argument("--address", default=None, help="Ray cluster to join (default: $MMDX_RAY_ADDRESS or a local Ray)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda where torch sees a GPU)")
     p.add_argument("--json", action="store_true", help="print the report as JSON after the table")
     p.add_argument("--out", help="also write the JSON report to this file")
 
@@ -32,7 +33,7 @@ def _run_serving(args) -> int:
 
     cfg = BenchConfig(requests=args.requests, clients=args.clients, max_batch_size=args.max_batch_size,
                       max_wait_ms=args.max_wait_ms, pool_size=args.pool_size, fanout_reps=args.fanout_reps,
-                      torch_threads=args.torch_threads, address=args.address)
+                      torch_threads=args.torch_threads, address=args.address, device=args.device)
     if cfg.requests < 1 or cfg.clients < 1 or cfg.max_batch_size < 1:
         print("mmdx bench serving: --requests, --clients and --max-batch-size must be at least 1", file=sys.stderr)
         return 2
@@ -53,11 +54,15 @@ BENCHES = {"serving": (_add_serving, _run_serving)}
 
 def bench_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gpu"]:  # CUDA placement, bf16 vs fp32, serving on the GPU
+        from mmdx.evals.gpu_check import main as gpu_check
+
+        return gpu_check(argv[1:])
     if argv[:1] == ["agent"]:  # the agent benchmark parses its own options (it shares the agent's)
         from mmdx.evals.agent_bench import main as agent_bench
 
         return agent_bench(argv[1:])
-    p = argparse.ArgumentParser(prog="mmdx bench", description="Benchmarks: `serving` (below) and `agent` (mmdx bench agent --help).")
+    p = argparse.ArgumentParser(prog="mmdx bench", description="Benchmarks: `serving` (below), `agent` (mmdx bench agent --help) and `gpu` (mmdx bench gpu --help).")
     sub = p.add_subparsers(dest="bench", required=True)
     for add, _ in BENCHES.values():
         add(sub)

@@ -9,11 +9,15 @@ Four ways to answer the same `n` chest X-ray requests, side by side in one run, 
 
 Latency is from a request's issue to its answer (closed loop: each client sends its next request
 when the last is answered; in (b) a batch is one issue). Then a second figure: one case needing
-three tools, the wall time of the parallel fan-out against the slowest single tool.
+three tools (a demo case with an X-ray, labs and a note, through the real cxr, labs and notes tools),
+the wall time of the parallel fan-out against the slowest single tool.
 
 The model is the real cxr tool when its weights load (`mmdx.models.inference.load_model("cxr")`),
 otherwise a stand-in: the same pipeline (PNG decode, resize, CxrViT forward) with the `cxr_small`
-architecture at random init. The report says which. Images are synthetic PNGs written to a temp dir.
+architecture at random init (and the fan-out uses three stand-ins of different sizes). The report
+says which. Images are synthetic PNGs written to a temp dir. `device` (default: cuda where there is
+one) places the in-process tools and, through a GPU share per actor, the Ray actors; on cuda the
+forward passes run in bf16 autocast.
 """
 from __future__ import annotations
 
@@ -202,6 +206,7 @@ def bench_fanout(runner, tools: list[str], inp: CaseInput, reps: int, timeout_s:
     """Median wall time of one case through `tools` at once vs each tool alone."""
     single: dict[str, list[float]] = {t: [] for t in tools}
     fan: list[float] = []
+    runner.run([(t, inp) for t in tools], timeout_s=timeout_s)  # untimed: models load, caches warm
     for _ in range(reps):
         for t in tools:
             s = time.perf_counter()
@@ -236,6 +241,7 @@ class BenchConfig:
     timeout_s: float = 120  # per-request timeout in the Ray modes
     address: str | None = None  # Ray cluster to join (default: a local Ray)
     warmup: int = 16  # untimed requests per mode before timing
+    device: str | None = None  # "cuda" or "cpu" (default: cuda where available)
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -255,20 +261,53 @@ def run_bench(cfg: BenchConfig) -> dict:
             ray.shutdown()
 
 
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device (torch {torch.__version__})")
+    return device
+
+
+def three_modality_case(root: Path) -> CaseInput:
+    """A committed demo case with an X-ray, labs and a note (copied under `root`)."""
+    from mmdx.core.data.cli import copy_demo
+
+    for p in sorted(x for x in copy_demo(root) if x.suffix == ".json"):
+        case = PatientCase.load(p)
+        if {Modality.cxr, Modality.labs, Modality.notes} <= case.modalities:
+            return CaseInput(case=case)
+    raise FileNotFoundError("no demo case has an X-ray, labs and a note")
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    info = {"cpus": os.cpu_count(), "device": device, "torch": torch.__version__,
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
 def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
+    device = resolve_device(cfg.device)
+    num_gpus = None if device.startswith("cuda") else 0.0  # None: each actor asks for a share of the GPUs
     real, why = real_cxr_available()
     if real:
         from mmdx.tools.cxr import CxrTool
 
-        tool, factory, model_note = CxrTool(device="cpu"), None, why
+        tool, factory, model_note = CxrTool(device=device), None, why
     else:
         factory = StandInFactory()
-        tool = factory("cxr")
+        tool = factory("cxr", device=device)
         model_note = f"{tool.model_id} (no trained cxr weights: {why})"
-    log.info("model: %s", model_note)
+    log.info("model: %s on %s", model_note, device)
 
     report: dict = {"model": model_note, "real_weights": real, "config": dataclasses.asdict(cfg),
-                    "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}}
+                    "machine": machine_info(device), "placement": {}}
     with tempfile.TemporaryDirectory(prefix="mmdx-bench-") as tmp:
         inputs = write_cases(Path(tmp), cfg.requests)
         warm = inputs[:cfg.warmup]
@@ -279,9 +318,9 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
         for key, mbs in (("c_ray_unbatched", 1), ("d_ray_batched", cfg.max_batch_size)):
             runner = RayRunner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
                                max_wait_ms=cfg.max_wait_ms, address=cfg.address, request_timeout_s=cfg.timeout_s,
-                               tool_factory=factory, torch_threads=cfg.torch_threads)
+                               tool_factory=factory, torch_threads=cfg.torch_threads, num_gpus_per_actor=num_gpus)
             try:
-                runner.warmup()
+                report["placement"][key] = runner.warmup()["cxr"]
                 bench_clients(runner, "cxr", warm, cfg.clients, cfg.timeout_s)
                 before = len(runner.batch_sizes()["cxr"])
                 modes[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
@@ -299,32 +338,46 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
             "d_over_c": round(tp["d_ray_batched"] / tp["c_ray_unbatched"], 2),
         }
 
-        fan_factory = StandInFactory(dict(FANOUT_SPECS))
-        names = list(FANOUT_SPECS)
+        if real:  # the real three tools on a demo case that has all three modalities
+            from mmdx.core import registry
+            from mmdx import tools as _tools  # noqa: F401 - fills the registry
+
+            names, fan_factory = ["cxr", "labs", "notes"], None
+            fan_input = three_modality_case(Path(tmp) / "demo")
+            built = {n: registry.tool_class(n)(device=device) for n in names}
+        else:
+            names, fan_factory = list(FANOUT_SPECS), StandInFactory(dict(FANOUT_SPECS))
+            fan_input = inputs[0]
+            built = {n: fan_factory(n, device=device) for n in names}
         fan_runner = RayRunner(tool_names=names, max_wait_ms=cfg.max_wait_ms, address=cfg.address,
-                               request_timeout_s=cfg.timeout_s, tool_factory=fan_factory, torch_threads=cfg.torch_threads)
+                               request_timeout_s=cfg.timeout_s, tool_factory=fan_factory,
+                               torch_threads=cfg.torch_threads, num_gpus_per_actor=num_gpus)
         try:
-            fan_runner.warmup()
-            report["fanout_ray"] = bench_fanout(fan_runner, names, inputs[0], cfg.fanout_reps, cfg.timeout_s)
+            report["placement"]["fanout_ray"] = fan_runner.warmup()
+            report["fanout_ray"] = bench_fanout(fan_runner, names, fan_input, cfg.fanout_reps, cfg.timeout_s)
         finally:
             fan_runner.close()
-        built = {n: fan_factory(n) for n in names}
         inproc = InProcessRunner(tool_factory=built.__getitem__)
         try:
-            report["fanout_inprocess"] = bench_fanout(inproc, names, inputs[0], cfg.fanout_reps, cfg.timeout_s)
+            report["fanout_inprocess"] = bench_fanout(inproc, names, fan_input, cfg.fanout_reps, cfg.timeout_s)
         finally:
             inproc.close()
-        report["fanout_model"] = "three stand-in CxrViT tools at random init: " + ", ".join(
-            f"{n}={built[n].model_id}" for n in names)
+        if real:
+            report["fanout_model"] = (f"the real cxr, labs and notes tools on demo case {fan_input.case.case_id}: "
+                                      + ", ".join(f"{n}={built[n].model.card.model_id}" for n in names))
+        else:
+            report["fanout_model"] = "three stand-in CxrViT tools at random init: " + ", ".join(
+                f"{n}={built[n].model_id}" for n in names)
     report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 
 def format_table(report: dict) -> str:
     """The report as a readable table."""
+    m = report["machine"]
     lines = [f"model: {report['model']}",
-             f"machine: {report['machine']['cpus']} CPUs, load average {report['machine']['load_avg_at_start']} "
-             f"at start, {report['machine']['load_avg_at_end']} at end",
+             f"machine: {m['cpus']} CPUs, device {m.get('device', 'cpu')}{' (' + m['gpu'] + ')' if m.get('gpu') else ''}, "
+             f"load average {m['load_avg_at_start']} at start, {m['load_avg_at_end']} at end",
              "", f"{'mode':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'mean batch':>12}{'ok':>7}"]
     for key, m in report["modes"].items():
         mb = m.get("mean_batch", "")

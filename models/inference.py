@@ -57,7 +57,8 @@ def load_state(model: nn.Module, kind: str, sd: dict[str, torch.Tensor]) -> None
 @torch.inference_mode()
 def predict_batches(model: nn.Module, items: list, collate_fn, device: str, max_batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Raw logits (N, L) and embeddings (N, D) of `model(**collate_fn(chunk))`, eval mode, in chunks."""
-    model.eval()
+    if model.training:  # eval() walks every submodule: ~1 ms a call on the cxr ViT, so only when needed
+        model.eval()
     logits, embs = [], []
     for i in range(0, len(items), max_batch):
         batch = {k: v.to(device) for k, v in collate_fn(items[i:i + max_batch]).items()}

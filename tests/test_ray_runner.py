@@ -248,3 +248,36 @@ def test_bench_serving_cli_runs_on_small_data(ray_session, tmp_path):
     assert report["modes"]["c_ray_unbatched"]["max_batch"] == 1
     assert set(report["ratios"]) == {"d_over_b", "d_over_a", "b_over_a", "d_over_c"}
     assert report["model"]  # says which model was measured
+
+
+# ---- the batching policy, without Ray ----------------------------------------------------------
+
+def _collect(queued: int, expect: int, max_batch: int = 32, max_wait_s: float = 60.0, late: list[float] = ()):
+    """collect_batch over a queue holding `queued` items, with items `late` arriving after delays."""
+    import asyncio
+
+    from mmdx.tools.ray_runner import collect_batch
+
+    async def go():
+        q: asyncio.Queue = asyncio.Queue()
+        for i in range(queued):
+            q.put_nowait(i)
+        for k, delay in enumerate(late):
+            asyncio.get_running_loop().call_later(delay, q.put_nowait, 100 + k)
+        # the guard: a policy that waited out max_wait_s (60 s) would trip it
+        return await asyncio.wait_for(collect_batch(q, max_batch, max_wait_s, expect), timeout=20)
+
+    return asyncio.run(go())
+
+
+def test_batch_stops_waiting_once_the_last_batch_size_is_in_hand():
+    assert _collect(queued=8, expect=8) == list(range(8))
+    # more queued than expected: all taken (the expectation grows with the load), capped at max_batch
+    assert _collect(queued=40, expect=8) == list(range(32))
+    # fewer queued than expected: waits for the callers coming back, then stops
+    assert _collect(queued=3, expect=5, late=[0.05, 0.1]) == [0, 1, 2, 100, 101]
+
+
+def test_batch_wait_is_bounded_by_max_wait_when_callers_do_not_come_back():
+    assert _collect(queued=2, expect=8, max_wait_s=0.2) == [0, 1]
+    assert _collect(queued=1, expect=8, max_wait_s=0.2, late=[0.05, 5.0]) == [0, 100]

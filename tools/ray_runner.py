@@ -65,9 +65,18 @@ class _ToolServer:
         self._queue: asyncio.Queue | None = None
         self._loop_task: asyncio.Task | None = None
         self._batch_sizes: list[int] = []
+        self._expect = 1  # requests the next batch waits for (at most max_wait_ms): the last batch's size
 
     async def ready(self) -> dict:
-        return {"tool": self._name, "device": self._device, "pid": os.getpid(), "host": socket.gethostname()}
+        """Where this actor runs: tool, device, the GPUs Ray gave it, pid, host."""
+        info = {"tool": self._name, "device": self._device, "pid": os.getpid(), "host": socket.gethostname()}
+        if self._device == "cuda":
+            import ray
+            import torch
+
+            info.update(gpu_ids=[str(g) for g in ray.get_gpu_ids()], gpu_name=torch.cuda.get_device_name(),
+                        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return info
 
     async def stats(self) -> dict:
         return {"batch_sizes": list(self._batch_sizes)}
@@ -89,19 +98,8 @@ class _ToolServer:
         loop = asyncio.get_running_loop()
         assert self._queue is not None
         while True:
-            items = [await self._queue.get()]
-            deadline = loop.time() + self._max_wait_s
-            while len(items) < self._max_batch:
-                if not self._queue.empty():
-                    items.append(self._queue.get_nowait())
-                    continue
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    items.append(await asyncio.wait_for(self._queue.get(), left))
-                except asyncio.TimeoutError:
-                    break
+            items = await collect_batch(self._queue, self._max_batch, self._max_wait_s, self._expect)
+            self._expect = len(items)
             items = [(inp, fut) for inp, fut in items if not fut.done()]  # callers cancelled meanwhile
             if not items:
                 continue
@@ -129,6 +127,35 @@ class _ToolServer:
                     for i in inputs]
         return [failure_from(self._name, i.case.case_id, o) if isinstance(o, ToolInputError) else o
                 for i, o in zip(inputs, outs)]
+
+
+async def collect_batch(queue: asyncio.Queue, max_batch: int, max_wait_s: float, expect: int) -> list:
+    """The next batch from `queue`: wait for a first item, then take what is queued, and wait (at
+    most `max_wait_s` from the first item) only while fewer than `expect` items are in hand.
+
+    `expect` is the size of the previous batch. In steady state its callers come back, so waiting
+    for more than that only idles the model; waiting for fewer splits one wave of callers into two
+    small batches. If fewer come back (callers left), the deadline ends the wait and the next
+    expectation drops to what arrived. Never waits longer than a fixed max_wait would.
+    """
+    loop = asyncio.get_running_loop()
+    items = [await queue.get()]
+    deadline = loop.time() + max_wait_s
+    expect = min(max_batch, max(1, expect))
+    while len(items) < max_batch:
+        if not queue.empty():
+            items.append(queue.get_nowait())
+            continue
+        if len(items) >= expect:
+            break
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        try:
+            items.append(await asyncio.wait_for(queue.get(), left))
+        except asyncio.TimeoutError:
+            break
+    return items
 
 
 def _call_one(tool, inp: CaseInput):
