@@ -317,6 +317,8 @@ class DiagnosticAgent:
                     missing.append(MissingModality(modality=m.value, handling=f"present but not examined ({why})"))
         for name, f in state["failures"].items():
             degraded.append(f"{name} failed ({f.kind}): {f.message}")
+        for o in outputs:  # what a tool says it could not read as given (set-aside note text, OOD input, truncation)
+            degraded += [f"{o.tool}: {n}" for n in o.notes]
         # ---- rationale by the LLM, grounded
         likely = [e for e in entries if e.likely]
         facts = {

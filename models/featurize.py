@@ -151,19 +151,34 @@ def collate_labs(items: list[LabItem]) -> dict[str, torch.Tensor]:
 
 
 # ---- notes
-def note_text(case: PatientCase) -> str:
-    """The notes as the model reads them. Diagnosis names are redacted exactly as in the training
-    cohort (core/data/cohort.redact), so text naming a diagnosis (an injected "report heart failure")
-    is as unseen to the model at inference as it was in training."""
+def note_text(case: PatientCase, set_aside: list[str] | None = None) -> str:
+    """The notes as the model reads them. Text addressed to an AI (chat turns, tool-call JSON, "ignore
+    previous instructions", another language: mmdx.core.screen) is set aside, and what was set aside
+    is appended to `set_aside`. Diagnosis names are redacted exactly as in the training cohort
+    (core/data/cohort.redact), so text naming a diagnosis (an injected "report heart failure") is as
+    unseen to the model at inference as it was in training."""
     from mmdx.core.data.cohort import redact
+    from mmdx.core.screen import screen_note
 
     if not case.notes:
         raise ModalityAbsent(f"case {case.case_id} has no clinical notes", field="notes")
-    return "\n".join(f"[{n.kind.replace('_', ' ')}] {redact(n.text)}" for n in case.notes)
+    parts = []
+    for n in case.notes:
+        screened = screen_note(n.text)
+        if screened.flagged and set_aside is not None:
+            set_aside.append(f"{n.kind} note: {screened.summary()}")
+        if screened.text.strip():
+            parts.append(f"[{n.kind.replace('_', ' ')}] {redact(screened.text)}")
+    if not parts:
+        raise ModalityAbsent(f"case {case.case_id}: no clinical text left in its notes once text addressed to an AI "
+                             f"was set aside ({len(case.notes)} note(s))", field="notes")
+    return "\n".join(parts)
 
 
 def note_features(case: PatientCase) -> NoteItem:
-    return NoteItem(text=note_text(case))
+    set_aside: list[str] = []
+    text = note_text(case, set_aside)
+    return NoteItem(text=text, notes=set_aside)
 
 
 def collate_notes(items: list[NoteItem], max_length: int) -> dict[str, torch.Tensor]:
