@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,14 +82,14 @@ def verify(path: str | Path) -> tuple[bool, int, str]:
     """(ok, entries checked, message). Detects edits, removals, insertions and reordering."""
     prev = GENESIS
     n = 0
-    with Path(path).open("r", encoding="utf-8") as f:
+    with Path(path).open("rb") as f:  # bytes: a line that is not UTF-8 is a broken entry, not a crash
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 entry = json.loads(line)
                 h, p = entry.pop("hash"), entry.pop("prev")
-            except (json.JSONDecodeError, KeyError, AttributeError):
+            except (ValueError, KeyError, AttributeError):  # ValueError: bad JSON or bad UTF-8
                 return False, n, f"line {lineno}: not a valid audit entry"
             if p != prev:
                 return False, n, f"line {lineno}: chain broken (entry removed, inserted or reordered before it)"
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         print(f"mmdx audit: no audit log at {path}")
         return 1
-    ok, n, msg = verify(path)
+    try:
+        ok, n, msg = verify(path)
+    except OSError as e:  # a directory, no permission
+        print(f"mmdx audit: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 1
     print(msg)
     return 0 if ok else 1

@@ -4,6 +4,7 @@ table below names modules, core never imports them at import time."""
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import sys
 
@@ -31,8 +32,18 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _tolerant_output() -> None:
+    """Python hands undecodable argv bytes over as lone surrogates; echoing such a file name (or an
+    argparse error quoting it) to a strict UTF-8 stream would crash. Write them as backslash escapes,
+    as Python's own stderr does."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerant_output()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

@@ -1,11 +1,15 @@
 """Read a chest radiograph (PNG, JPEG or DICOM) into a float32 grayscale array in [0, 1].
 
 Every failure is a typed `CorruptInput` naming the file: truncated or corrupt files, images too
-large to be a radiograph, unsupported channel layouts, DICOMs without pixel data.
+large to be a radiograph, unsupported channel layouts, DICOMs without pixel data, with a transfer
+syntax no installed decoder reads, or with header values that are not numbers
+(tests/test_fuzz_dicom_cli.py fuzzes this).
 """
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,29 +18,37 @@ from mmdx.core.errors import CorruptInput
 
 MAX_PIXELS = 8192 * 8192  # larger than any radiograph detector; beyond it we refuse, not allocate
 MIN_SIDE = 16
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # a Python float: comparing with it never casts
 
 
 def _from_dicom(path: Path) -> np.ndarray:
     import pydicom
-    from pydicom.errors import InvalidDicomError
+    from pydicom.errors import BytesLengthException, InvalidDicomError
 
-    try:
+    try:  # everything that reads the file's values, so any bad value lands in the except below
         ds = pydicom.dcmread(str(path))
         rows, cols = int(ds.Rows), int(ds.Columns)
         if rows * cols > MAX_PIXELS:
             raise CorruptInput(f"{path.name}: DICOM of {rows}x{cols} pixels exceeds the {MAX_PIXELS} pixel limit", field="cxr.path")
-        arr = ds.pixel_array.astype(np.float32)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        monochrome1 = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+        arr = ds.pixel_array.astype(np.float32)  # (R, C), (F, R, C), (R, C, S) or (F, R, C, S)
     except CorruptInput:
         raise
-    except (InvalidDicomError, AttributeError, ValueError, TypeError, KeyError, EOFError, OSError) as e:
+    except (InvalidDicomError, BytesLengthException, AttributeError, ValueError, TypeError, KeyError, EOFError, OSError, OverflowError,
+            struct.error, zlib.error, NotImplementedError, RuntimeError) as e:
+        # NotImplementedError / RuntimeError: pydicom has no decoder for the declared transfer syntax
         raise CorruptInput(f"{path.name}: unreadable DICOM ({type(e).__name__}: {e})", field="cxr.path") from e
-    if arr.ndim == 3:  # multi-frame or colour: take the first frame / average channels
-        arr = arr[0] if arr.shape[0] < arr.shape[-1] else arr.mean(-1)
-    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-    arr = arr * slope + intercept
-    if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        arr = arr.max() - arr  # MONOCHROME1 stores bone dark; flip to the usual display
+    if arr.ndim == 4 or (arr.ndim == 3 and samples == 1):
+        arr = arr[0]  # multi-frame (also frames beyond NumberOfFrames): (F, R, C[, S]) -> the first frame
+    if arr.ndim == 3:
+        arr = arr.mean(-1)  # colour: (R, C, S) -> (R, C) grey
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused by load_image
+        arr = arr * slope + intercept
+        if monochrome1:
+            arr = arr.max() - arr  # MONOCHROME1 stores bone dark; flip to the usual display
     return arr
 
 
@@ -77,4 +89,6 @@ def load_image(path: str | Path) -> np.ndarray:
     lo, hi = float(arr.min()), float(arr.max())
     if hi - lo < 1e-6:
         raise CorruptInput(f"{path.name}: image is blank (constant value {lo:g})", field="cxr.path")
+    if hi - lo > FLOAT32_MAX:  # (arr - lo) would overflow to inf
+        raise CorruptInput(f"{path.name}: pixel values span {lo:g} to {hi:g}, beyond any detector's range", field="cxr.path")
     return (arr - lo) / (hi - lo)

@@ -41,11 +41,12 @@ def tool_main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the typed output as JSON")
     args = p.parse_args(argv)
     from mmdx import tools
+    from mmdx.core.registry import tool_class
     from mmdx.core.tool import CaseInput
 
     try:
         case = PatientCase.load(args.case)
-        tool = tools.get(args.name) if not args.weights else tools.registry()[args.name](weights_dir=args.weights)
+        tool = tools.get(args.name) if not args.weights else tool_class(args.name)(weights_dir=args.weights)  # UnknownTool if no such name
         out = tool(CaseInput(case=case))
     except CaseValidationError as e:
         print(f"mmdx tool: invalid case {args.case}:", file=sys.stderr)

@@ -73,6 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _manifest_problem(manifest) -> str | None:
+    """Why `manifest` cannot be a cohort's manifest.json (None when `_print_stats` can print it)."""
+    if not isinstance(manifest, dict):
+        return f"expected a JSON object, got {type(manifest).__name__}"
+    counts, per_split = manifest.get("counts"), manifest.get("cases_per_split")
+    for s in cohort.SPLITS:
+        if not isinstance(counts, dict) or not isinstance(counts.get(s), dict):
+            return f"counts.{s}: expected an object of label counts"
+        if not all(isinstance(n, int) for n in counts[s].values()):
+            return f"counts.{s}: expected integer counts"
+        if not isinstance(per_split, dict) or not isinstance(per_split.get(s), int):
+            return f"cases_per_split.{s}: expected an integer"
+    return None
+
+
 def _print_stats(manifest: dict) -> None:
     counts = manifest["counts"]
     header = f"{'label':<26}" + "".join(f"{s:>8}" for s in cohort.SPLITS)
@@ -134,7 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             print(f"mmdx data stats: no manifest.json in {args.dir}", file=sys.stderr)
             return 2
-        _print_stats(json.loads(path.read_text()))
+        try:
+            manifest = json.loads(path.read_bytes())
+        except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
+            print(f"mmdx data stats: cannot read {path}: {e}", file=sys.stderr)
+            return 1
+        problem = _manifest_problem(manifest)
+        if problem:
+            print(f"mmdx data stats: {path} is not a cohort manifest: {problem}", file=sys.stderr)
+            return 1
+        _print_stats(manifest)
         return 0
     raise AssertionError(f"unhandled subcommand {args.cmd}")
 

@@ -38,6 +38,7 @@ import math
 import re
 import tarfile
 import xml.etree.ElementTree as ET
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -115,19 +116,24 @@ def _find_csv(folder: Path, stem: str) -> Path | None:
 
 def _rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) for each data row; checks the header has the required columns."""
-    with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise MalformedRow(path, 1, ",".join(missing), f"header lacks column(s) {missing}; has {header}")
-        for row in reader:
-            if None in row:  # more cells than header columns
-                raise MalformedRow(path, reader.line_num, "<row>", f"{len(header) + len(row[None])} cells, header has {len(header)}")
-            if None in row.values():  # fewer cells than header columns
-                short = next(k for k, v in row.items() if v is None)
-                raise MalformedRow(path, reader.line_num, short, f"row ends before column {short!r}")
-            yield reader.line_num, row
+    line = 1
+    try:
+        with _open_text(path) as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise MalformedRow(path, 1, ",".join(missing), f"header lacks column(s) {missing}; has {header}")
+            for row in reader:
+                line = reader.line_num
+                if None in row:  # more cells than header columns
+                    raise MalformedRow(path, line, "<row>", f"{len(header) + len(row[None])} cells, header has {len(header)}")
+                if None in row.values():  # fewer cells than header columns
+                    short = next(k for k, v in row.items() if v is None)
+                    raise MalformedRow(path, line, short, f"row ends before column {short!r}")
+                yield line, row
+    except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as e:  # not UTF-8 text, not a CSV, bad gzip
+        raise MalformedRow(path, line, "<file>", f"not a readable CSV ({type(e).__name__}: {e})") from e
 
 
 def case_filename(case_id: str) -> str:
