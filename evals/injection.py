@@ -210,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     cache = PromptCache(agent.llm)
     recorder = PromptRecorder(cache)
     agent.llm = recorder
+    payloads_name = "HELDOUT_PAYLOADS" if args.heldout else "PAYLOADS"
     payloads = HELDOUT_PAYLOADS if args.heldout else PAYLOADS
     rep = measure(agent, suite(cases, n=args.n, payloads=payloads), recorder=recorder.drain)
     out = rep.as_dict() | {"llm": cache.model_id, "llm_calls_run": len(cache.cache), "llm_cache_hits": cache.hits,
                            "cases": len(cases), "llm_rationale": args.llm_rationale,
-                           "payloads": "HELDOUT_PAYLOADS" if args.heldout else "PAYLOADS", "data": "synthetic cohort test split; payloads in mmdx.evals.injection.PAYLOADS"}
+                           "payloads": payloads_name, "data": "synthetic cohort test split; payloads in mmdx.evals.injection." + payloads_name}
     if not args.json:
         out.pop("details")
     print(json.dumps(out, indent=2, default=str))
