@@ -21,6 +21,7 @@ def _add_serving(sub) -> None:
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms)
     p.add_argument("--pool-size", type=int, default=d.pool_size, help="actors per tool")
     p.add_argument("--fanout-reps", type=int, default=d.fanout_reps)
+    p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved rounds of the four modes (medians reported)")
     p.add_argument("--torch-threads", type=int, default=d.torch_threads)
     p.add_argument("--address", default=None, help="Ray cluster to join (default: $MMDX_RAY_ADDRESS or a local Ray)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda where torch sees a GPU)")
@@ -32,7 +33,7 @@ def _run_serving(args) -> int:
     from mmdx.evals.serving_bench import BenchConfig, format_table, run_bench
 
     cfg = BenchConfig(requests=args.requests, clients=args.clients, max_batch_size=args.max_batch_size,
-                      max_wait_ms=args.max_wait_ms, pool_size=args.pool_size, fanout_reps=args.fanout_reps,
+                      max_wait_ms=args.max_wait_ms, pool_size=args.pool_size, fanout_reps=args.fanout_reps, rounds=args.rounds,
                       torch_threads=args.torch_threads, address=args.address, device=args.device)
     if cfg.requests < 1 or cfg.clients < 1 or cfg.max_batch_size < 1:
         print("mmdx bench serving: --requests, --clients and --max-batch-size must be at least 1", file=sys.stderr)

@@ -202,6 +202,32 @@ def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, time
     return _summary([x for xs in lats for x in xs], wall, len(inputs), sum(oks))
 
 
+def _actor_stats(runner) -> dict:
+    stats = runner._ray.get([a.stats.remote() for a in runner._pools["cxr"]], timeout=30)
+    return {"batches": [b for st in stats for b in st["batch_sizes"]], "calls": sum(st["calls"] for st in stats),
+            "busy_s": sum(st["busy_s"] for st in stats)}
+
+
+def _actor_delta(before: dict, after: dict, wall_s: float) -> dict:
+    """What the actors did during one mode: batches, remote calls, and time inside tool.batch."""
+    sizes = after["batches"][len(before["batches"]):]
+    busy = after["busy_s"] - before["busy_s"]
+    n = sum(sizes)
+    return {"mean_batch": round(float(np.mean(sizes)), 2) if sizes else 0.0, "max_batch": max(sizes, default=0),
+            "remote_calls": after["calls"] - before["calls"],
+            "actor_busy_fraction": round(busy / wall_s, 3) if wall_s else 0.0,
+            "actor_ms_per_request": round(1000 * busy / n, 3) if n else 0.0}
+
+
+def _median_mode(rows: list[dict]) -> dict:
+    """Per-key median over rounds of the numbers; the rest from the first round."""
+    out = dict(rows[0])
+    for k, v in rows[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = round(float(statistics.median(r[k] for r in rows)), 3)
+    return out
+
+
 def bench_fanout(runner, tools: list[str], inp: CaseInput, reps: int, timeout_s: float) -> dict:
     """Median wall time of one case through `tools` at once vs each tool alone."""
     single: dict[str, list[float]] = {t: [] for t in tools}
@@ -241,6 +267,7 @@ class BenchConfig:
     timeout_s: float = 120  # per-request timeout in the Ray modes
     address: str | None = None  # Ray cluster to join (default: a local Ray)
     warmup: int = 16  # untimed requests per mode before timing
+    rounds: int = 3  # rounds of (a), (b), (c), (d), interleaved; medians reported
     device: str | None = None  # "cuda" or "cpu" (default: cuda where available)
 
 
@@ -312,31 +339,45 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
         inputs = write_cases(Path(tmp), cfg.requests)
         warm = inputs[:cfg.warmup]
         tool.batch(warm)
-        modes: dict[str, dict] = {}
-        modes["a_inprocess_sequential"] = bench_sequential(tool, inputs)
-        modes["b_inprocess_batched"] = bench_batched(tool, inputs, cfg.max_batch_size)
-        for key, mbs in (("c_ray_unbatched", 1), ("d_ray_batched", cfg.max_batch_size)):
-            runner = RayRunner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
-                               max_wait_ms=cfg.max_wait_ms, address=cfg.address, request_timeout_s=cfg.timeout_s,
-                               tool_factory=factory, torch_threads=cfg.torch_threads, num_gpus_per_actor=num_gpus)
-            try:
-                report["placement"][key] = runner.warmup()["cxr"]
-                bench_clients(runner, "cxr", warm, cfg.clients, cfg.timeout_s)
-                before = len(runner.batch_sizes()["cxr"])
-                modes[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
-                sizes = runner.batch_sizes()["cxr"][before:]
-                modes[key]["mean_batch"] = round(float(np.mean(sizes)), 2) if sizes else 0.0
-                modes[key]["max_batch"] = max(sizes, default=0)
-            finally:
+        runners = {}
+        try:
+            for key, mbs in (("c_ray_unbatched", 1), ("d_ray_batched", cfg.max_batch_size)):
+                runners[key] = RayRunner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
+                                         max_wait_ms=cfg.max_wait_ms, address=cfg.address,
+                                         request_timeout_s=cfg.timeout_s, tool_factory=factory,
+                                         torch_threads=cfg.torch_threads, num_gpus_per_actor=num_gpus)
+                report["placement"][key] = runners[key].warmup()["cxr"]
+                bench_clients(runners[key], "cxr", warm, cfg.clients, cfg.timeout_s)
+            # Rounds interleave the modes, so a drift in the machine's speed (a shared VM's neighbours,
+            # clock changes) falls on every mode alike; each figure is the median over rounds.
+            rounds: list[dict[str, dict]] = []
+            for _ in range(max(1, cfg.rounds)):
+                r: dict[str, dict] = {"a_inprocess_sequential": bench_sequential(tool, inputs),
+                                      "b_inprocess_batched": bench_batched(tool, inputs, cfg.max_batch_size)}
+                for key, runner in runners.items():
+                    before = _actor_stats(runner)
+                    r[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
+                    r[key].update(_actor_delta(before, _actor_stats(runner), r[key]["wall_s"]))
+                # in-process at the batch size the Ray actors reached: what (d) costs beyond its batch size
+                same = max(1, int(round(r["d_ray_batched"]["mean_batch"])))
+                r["b_same_batch"] = bench_batched(tool, inputs, same) | {"batch": same}
+                rounds.append(r)
+        finally:
+            for runner in runners.values():
                 runner.close()
+        modes = {k: _median_mode([r[k] for r in rounds]) for k in rounds[0]}
         report["modes"] = modes
-        tp = {k: v["throughput_rps"] for k, v in modes.items()}
-        report["ratios"] = {
-            "d_over_b": round(tp["d_ray_batched"] / tp["b_inprocess_batched"], 2),
-            "d_over_a": round(tp["d_ray_batched"] / tp["a_inprocess_sequential"], 2),
-            "b_over_a": round(tp["b_inprocess_batched"] / tp["a_inprocess_sequential"], 2),
-            "d_over_c": round(tp["d_ray_batched"] / tp["c_ray_unbatched"], 2),
-        }
+        report["rounds"] = rounds
+
+        def ratio(x: str, y: str) -> float:  # median over rounds of the per-round ratio
+            return round(statistics.median(r[x]["throughput_rps"] / r[y]["throughput_rps"] for r in rounds), 2)
+
+        report["ratios"] = {"d_over_b": ratio("d_ray_batched", "b_inprocess_batched"),
+                            "d_over_a": ratio("d_ray_batched", "a_inprocess_sequential"),
+                            "b_over_a": ratio("b_inprocess_batched", "a_inprocess_sequential"),
+                            "d_over_c": ratio("d_ray_batched", "c_ray_unbatched"),
+                            "d_over_b_same_batch": ratio("d_ray_batched", "b_same_batch"),
+                            "b_same_batch_over_b": ratio("b_same_batch", "b_inprocess_batched")}
 
         if real:  # the real three tools on a demo case that has all three modalities
             from mmdx.core import registry
@@ -378,11 +419,17 @@ def format_table(report: dict) -> str:
     lines = [f"model: {report['model']}",
              f"machine: {m['cpus']} CPUs, device {m.get('device', 'cpu')}{' (' + m['gpu'] + ')' if m.get('gpu') else ''}, "
              f"load average {m['load_avg_at_start']} at start, {m['load_avg_at_end']} at end",
-             "", f"{'mode':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'mean batch':>12}{'ok':>7}"]
+             f"medians over {len(report.get('rounds', [])) or 1} interleaved rounds of {report['config']['requests']} "
+             f"requests; Ray modes: {report['config']['clients']} clients",
+             "", f"{'mode':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'batch':>8}{'calls':>7}{'busy':>7}{'ms/req':>8}{'ok':>9}"]
     for key, m in report["modes"].items():
-        mb = m.get("mean_batch", "")
-        lines.append(f"{key:<26}{m['throughput_rps']:>9.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}{str(mb):>12}"
-                     f"{m['ok']:>4}/{m['requests']}")
+        mb = m.get("mean_batch", m.get("batch", ""))
+        busy = f"{m['actor_busy_fraction']:.0%}" if "actor_busy_fraction" in m else ""
+        lines.append(f"{key:<26}{m['throughput_rps']:>9.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}{str(mb):>8}"
+                     f"{str(m.get('remote_calls', '')):>7}{busy:>7}{str(m.get('actor_ms_per_request', '')):>8}"
+                     f"{int(m['ok']):>5}/{int(m['requests'])}")
+    lines.append("(batch: mean batch the actor ran; calls: remote calls it received; busy: share of the time it "
+                 "spent in tool.batch; ms/req: that time per request)")
     r = report["ratios"]
     lines += ["", "throughput ratios: " + ", ".join(f"{k.replace('_over_', '/')} = {v}" for k, v in r.items())]
     for key in ("fanout_ray", "fanout_inprocess"):

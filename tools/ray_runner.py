@@ -24,6 +24,7 @@ import inspect
 import itertools
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -65,6 +66,8 @@ class _ToolServer:
         self._queue: asyncio.Queue | None = None
         self._loop_task: asyncio.Task | None = None
         self._batch_sizes: list[int] = []
+        self._calls = 0  # remote run() calls received (coalesced client calls count once)
+        self._busy_s = 0.0  # seconds spent inside tool.batch
         self._expect = 1  # requests the next batch waits for (at most max_wait_ms): the last batch's size
 
     async def ready(self) -> dict:
@@ -79,11 +82,12 @@ class _ToolServer:
         return info
 
     async def stats(self) -> dict:
-        return {"batch_sizes": list(self._batch_sizes)}
+        return {"batch_sizes": list(self._batch_sizes), "calls": self._calls, "busy_s": round(self._busy_s, 4)}
 
     async def run(self, inputs: list[CaseInput], isolate: bool = False) -> list[ToolResult]:
         """Results for `inputs`, in order. `isolate` runs each input in a batch of its own (retries)."""
         loop = asyncio.get_running_loop()
+        self._calls += 1
         if isolate:
             return [(await loop.run_in_executor(self._compute, self._run_batch, [inp]))[0] for inp in inputs]
         if self._queue is None:
@@ -115,12 +119,15 @@ class _ToolServer:
 
     def _run_batch(self, inputs: list[CaseInput]) -> list[ToolResult]:
         tool = self._tool
+        t0 = time.perf_counter()
         try:
             outs = tool.batch(inputs) if hasattr(tool, "batch") else [_call_one(tool, i) for i in inputs]
         except Exception as e:  # a tool bug must not sink the other requests in the batch's run()
             log.exception("tool %s raised", self._name)
             return [ToolFailure(tool=self._name, case_id=i.case.case_id, kind="tool_error",
                                 message=f"{type(e).__name__}: {e}") for i in inputs]
+        finally:
+            self._busy_s += time.perf_counter() - t0
         if len(outs) != len(inputs):
             return [ToolFailure(tool=self._name, case_id=i.case.case_id, kind="tool_error",
                                 message=f"{self._name}.batch returned {len(outs)} results for {len(inputs)} inputs")
@@ -188,9 +195,73 @@ class _Call:
     attempt: int  # 0 = first try
     actor: int  # index in the tool's pool
     probe: bool = False  # a `ready()` call asking whether a restarted actor is back
+    offset: int = 0  # where this call's results start in the remote call's result list (coalesced calls)
+    shared: bool = False  # the remote call also carries other run() calls' inputs: never cancel it
     # retries waiting their turn on this actor, (request index, attempt): sent one at a time, so an
     # input that kills its actor again takes only itself down
     chain: list[tuple[int, int]] = field(default_factory=list)
+
+
+class _Ticket:
+    """Inputs waiting in a coalesced call: `ref` is set once the call is sent."""
+
+    def __init__(self):
+        self.inputs: list[CaseInput] = []
+        self.members = 0
+        self.sent = threading.Event()
+        self.ref = None
+        self.error: BaseException | None = None
+
+
+class _Coalescer:
+    """Merges concurrent run() calls to one actor into fewer remote calls.
+
+    At most `limit` calls are in flight to the actor (one computing, one queued behind it, so the
+    actor never idles on a round trip); inputs submitted meanwhile wait in one open call, sent as
+    one remote call when an in-flight call returns. Many client threads then cost the actor one
+    Ray call per batch instead of one per request: on a 2-core machine that per-call overhead, not
+    the model, was what kept Ray batching below in-process batching.
+    """
+
+    def __init__(self, actor, flusher: "queue.SimpleQueue", limit: int = 2):
+        self._actor = actor
+        self._flusher = flusher
+        self._limit = max(1, limit)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._open: _Ticket | None = None
+
+    def submit(self, inputs: list[CaseInput]) -> tuple[_Ticket, int]:
+        """A ticket for `inputs` and their offset in its call (sent now if the actor has room)."""
+        with self._lock:
+            ticket = self._open
+            if ticket is None:
+                ticket = _Ticket()
+                if self._in_flight >= self._limit:
+                    self._open = ticket  # waits for an in-flight call to return
+            offset = len(ticket.inputs)
+            ticket.inputs += inputs
+            ticket.members += 1
+            if ticket is not self._open:
+                self._send(ticket)
+        return ticket, offset
+
+    def _send(self, ticket: _Ticket) -> None:  # under self._lock
+        try:
+            ticket.ref = self._actor.run.remote(ticket.inputs)
+            self._in_flight += 1
+            ticket.ref.future().add_done_callback(lambda _f: self._flusher.put(self))
+        except Exception as e:  # noqa: BLE001 - reported to every member of the ticket
+            ticket.error = e
+        ticket.sent.set()
+
+    def returned(self) -> None:
+        """An in-flight call returned (or failed): send the open call, if any."""
+        with self._lock:
+            self._in_flight -= 1
+            if self._open is not None and self._in_flight < self._limit:
+                ticket, self._open = self._open, None
+                self._send(ticket)
 
 
 class RayRunner:
@@ -230,6 +301,10 @@ class RayRunner:
         self._num_gpus = self._gpu_share() if num_gpus_per_actor is None else float(num_gpus_per_actor)
         self._id = f"{socket.gethostname()}/{os.getpid()}/{next(_runner_ids)}"  # names: prefix/tool/i/host/pid/n
         self._pools: dict[str, list] = {}
+        self._coalescers: dict[str, list[_Coalescer]] = {}  # parallel to _pools
+        self._flush_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._flusher = threading.Thread(target=self._flush_loop, name="mmdx-ray-coalesce", daemon=True)
+        self._flusher.start()
         self._next_actor: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._closed = False
@@ -254,8 +329,10 @@ class RayRunner:
                     message=f"unknown tool {name!r}; known: {', '.join(sorted(self._pool_sizes)) or 'none'}")
 
         pending: dict = {}  # ObjectRef -> _Call
+        tickets: list[tuple[_Ticket, _Call]] = []
         for name, idxs in by_tool.items():
             pool = self._pool(name)
+            coalescers = self._coalescers[name]
             start = self._take_actor(name, len(pool))
             n_chunks = min(len(pool), len(idxs))
             size = -(-len(idxs) // n_chunks)
@@ -263,8 +340,20 @@ class RayRunner:
                 chunk = idxs[k * size:(k + 1) * size]
                 if chunk:
                     a = (start + k) % len(pool)
-                    ref = pool[a].run.remote([requests[i][1] for i in chunk])
-                    pending[ref] = _Call(name, chunk, 0, a)
+                    ticket, offset = coalescers[a].submit([requests[i][1] for i in chunk])
+                    tickets.append((ticket, _Call(name, chunk, 0, a, offset=offset)))
+        for ticket, call in tickets:  # wait (to the deadline) for coalesced calls to be sent
+            if not ticket.sent.wait(timeout=max(0.0, deadline - time.monotonic())):
+                for i in call.idxs:
+                    results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="timeout",
+                                             message=f"{call.tool} did not answer within {timeout:g}s")
+            elif ticket.error is not None:
+                for i in call.idxs:
+                    results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="tool_error",
+                                             message=f"could not send to {call.tool}: {ticket.error}")
+            else:
+                call.shared = ticket.members > 1
+                pending[ticket.ref] = call
 
         delayed: list[tuple[float, _Call]] = []  # probes of restarting actors, due at a time
         while pending or delayed:
@@ -296,12 +385,14 @@ class RayRunner:
                     outs = [ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="tool_error",
                                         message=f"{type(e).__name__}: {e}", retried=call.attempt)
                             for i in call.idxs]
-                for i, out in zip(call.idxs, outs):
+                mine = outs[call.offset:call.offset + len(call.idxs)] if call.idxs else []  # a probe answers a dict
+                for i, out in zip(call.idxs, mine):
                     results[i] = out
                 self._send_next(call, requests, pending)
 
-        for ref in pending:
-            ray.cancel(ref)
+        for ref, call in pending.items():
+            if not call.shared:  # a shared call still answers other run() calls
+                ray.cancel(ref)
         for call in list(pending.values()) + [c for _, c in delayed]:  # past the deadline
             for i, attempt in [(i, call.attempt) for i in call.idxs] + call.chain:
                 results[i] = ToolFailure(tool=call.tool, case_id=requests[i][1].case.case_id, kind="timeout",
@@ -324,6 +415,13 @@ class RayRunner:
             out[name] = [b for s in stats for b in s["batch_sizes"]]
         return out
 
+    def remote_calls(self, timeout_s: float = 10) -> dict[str, int]:
+        """How many remote `run` calls each started pool has received (all its actors)."""
+        with self._lock:
+            pools = dict(self._pools)
+        return {name: sum(s["calls"] for s in self._ray.get([a.stats.remote() for a in pool], timeout=timeout_s))
+                for name, pool in pools.items()}
+
     def actor_names(self) -> dict[str, list[str]]:
         return {n: [self._actor_name(n, i) for i in range(len(p))] for n, p in self._pools.items()}
 
@@ -332,8 +430,10 @@ class RayRunner:
         if self._closed:
             return
         self._closed = True
+        self._flush_queue.put(None)
         with self._lock:
             pools, self._pools = self._pools, {}
+            self._coalescers = {}
         for pool in pools.values():
             for actor in pool:
                 try:
@@ -367,6 +467,7 @@ class RayRunner:
         if gone:  # no restart coming: fail what it held, rebuild the pool on the next request
             with self._lock:
                 pool = self._pools.pop(call.tool, [])
+                self._coalescers.pop(call.tool, None)
             for actor in pool:
                 ray.kill(actor, no_restart=True)
             kind, what = ("tool_error", "failed to load") if init_failed else ("actor_died", "actor is gone")
@@ -397,6 +498,17 @@ class RayRunner:
         for a, chain in by_actor.items():  # probe first: a restarting actor refuses calls until it is back
             pending[pool[a].ready.remote()] = _Call(call.tool, [], 0, a, probe=True, chain=chain)
 
+    def _flush_loop(self) -> None:
+        """Sends coalesced calls when an in-flight call returns (Ray's callbacks must not call Ray)."""
+        while True:
+            c = self._flush_queue.get()
+            if c is None:
+                return
+            try:
+                c.returned()
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad send
+                log.exception("coalesced send failed")
+
     def _actor_name(self, tool: str, i: int) -> str:
         return f"{_ACTOR_PREFIX}/{tool}/{i}/{self._id}"
 
@@ -415,6 +527,7 @@ class RayRunner:
                     for i in range(self._pool_sizes[name])
                 ]
                 self._pools[name] = pool
+                self._coalescers[name] = [_Coalescer(a, self._flush_queue) for a in pool]
             return pool
 
     def _take_actor(self, name: str, n: int) -> int:
