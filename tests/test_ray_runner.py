@@ -244,13 +244,18 @@ def test_bench_serving_cli_runs_on_small_data(ray_session, tmp_path):
 
     out = tmp_path / "bench.json"
     assert bench_main(["serving", "--requests", "8", "--clients", "2", "--max-batch-size", "4",
-                       "--fanout-reps", "1", "--out", str(out)]) == 0
+                       "--fanout-reps", "1", "--rounds", "2", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report["modes"]) == {"a_inprocess_sequential", "b_inprocess_batched", "c_ray_unbatched", "d_ray_batched"}
+    assert set(report["modes"]) == {"a_inprocess_sequential", "b_inprocess_batched", "c_ray_unbatched", "d_ray_batched",
+                                    "b_same_batch"}
+    assert len(report["rounds"]) == 2
     assert all(m["ok"] == m["requests"] == 8 for m in report["modes"].values())
     assert report["modes"]["c_ray_unbatched"]["max_batch"] == 1
-    assert set(report["ratios"]) == {"d_over_b", "d_over_a", "b_over_a", "d_over_c"}
+    d = report["modes"]["d_ray_batched"]
+    assert 0 < d["actor_busy_fraction"] <= 1 and d["actor_ms_per_request"] > 0 and d["remote_calls"] >= 1
+    assert {"d_over_b", "d_over_a", "b_over_a", "d_over_c", "d_over_b_same_batch"} <= set(report["ratios"])
     assert report["model"]  # says which model was measured
+    assert set(report["fanout_ray"]["single_ms"]) in ({"cxr", "labs", "notes"}, {"cxr_tiny", "cxr_small", "cxr_deep"})
 
 
 # ---- the batching policy, without Ray ----------------------------------------------------------
