@@ -107,10 +107,9 @@ class LoadedModel:
             probs = apply_temperature(logits, self.temperatures)
             ood = self.card.ood.score(embs) if self.card.ood is not None else np.zeros(len(items))
             for j, i in enumerate(where):
-                notes = list(items[j].notes)
-                if ood[j] > 1.0:
-                    notes.append(f"input unlike the training data (OOD score {ood[j]:.2f} > 1)")
-                results[i] = Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]), notes=notes)
+                # the score is returned; the tool flags it (at OOD_FLAG_AT), one threshold for one thing
+                results[i] = Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]),
+                                        notes=list(items[j].notes))
         return results  # type: ignore[return-value]
 
 

@@ -163,3 +163,17 @@ def test_audit_content_only_when_opted_in(tmp_path):
     agent.diagnose(make_case(note_text="SECRET patient words"))
     text = (tmp_path / "optin.jsonl").read_text()
     assert "SECRET patient words" in text and verify(tmp_path / "optin.jsonl")[0]
+
+
+def test_what_a_tool_could_not_read_is_listed_in_the_answer():
+    from agent_fakes import FakeNotes
+
+    class ScreeningNotes(FakeNotes):
+        def batch(self, inputs):
+            return [o.model_copy(update={"notes": ("1 span(s) of the note set aside before the notes classifier read it",)})
+                    for o in super().batch(inputs)]
+
+    agent, _ = agent_with([PLAN_ALL, GOOD], tools={**FAKE_TOOLS, "notes": ScreeningNotes})
+    dx = agent.diagnose(make_case())
+    assert "notes: 1 span(s) of the note set aside before the notes classifier read it" in dx.degraded
+    assert not any(d.startswith(("labs:", "cxr:")) for d in dx.degraded)  # tools with nothing to say add nothing
