@@ -463,6 +463,18 @@ def _age(raw: str, file: Path, line: int, column: str) -> float:
     return v
 
 
+def _image_csv_source(dataset: str, csv_path: str | Path, image_root: str | Path | None,
+                      report: ReadReport | None) -> tuple[Path, _ImageIndex, ReadReport]:
+    """The checked CSV path, the index of its images (default: the CSV's folder) and the report."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DatasetNotFound(f"{dataset} CSV not found: {csv_path}")
+    images = _ImageIndex(Path(image_root) if image_root is not None else csv_path.parent)
+    report = report if report is not None else ReadReport()
+    report.source = report.source or f"{dataset.lower()} {csv_path.name}"
+    return csv_path, images, report
+
+
 def read_chexpert(csv_path: str | Path, image_root: str | Path | None = None, *,
                   uncertain: Literal["ignore", "positive"] = "ignore", lenient: bool = False,
                   require_images: bool = True, limit: int | None = None,
@@ -476,12 +488,7 @@ def read_chexpert(csv_path: str | Path, image_root: str | Path | None = None, *,
     """
     if uncertain not in ("ignore", "positive"):
         raise ValueError(f"uncertain must be 'ignore' or 'positive', got {uncertain!r}")
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise DatasetNotFound(f"CheXpert CSV not found: {csv_path}")
-    images = _ImageIndex(Path(image_root) if image_root is not None else csv_path.parent)
-    report = report if report is not None else ReadReport()
-    report.source = report.source or f"chexpert {csv_path.name}"
+    csv_path, images, report = _image_csv_source("CheXpert", csv_path, image_root, report)
     cases: list[PatientCase] = []
     for line, row in _rows(csv_path, CHEXPERT_COLUMNS):
         if limit is not None and len(cases) >= limit:
@@ -566,12 +573,7 @@ def read_nih(csv_path: str | Path, image_root: str | Path | None = None, *, leni
     under `image_root` (default: the CSV's folder) directly or in any subfolder (images_001/images/).
     Ages come as "58" or, in early releases, "058Y".
     """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise DatasetNotFound(f"NIH CSV not found: {csv_path}")
-    images = _ImageIndex(Path(image_root) if image_root is not None else csv_path.parent)
-    report = report if report is not None else ReadReport()
-    report.source = report.source or f"nih {csv_path.name}"
+    csv_path, images, report = _image_csv_source("NIH", csv_path, image_root, report)
     known = set(NIH_LABELS) | {"No Finding"}
     cases: list[PatientCase] = []
     for line, row in _rows(csv_path, NIH_COLUMNS):
