@@ -202,15 +202,9 @@ def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, time
     return _summary([x for xs in lats for x in xs], wall, len(inputs), sum(oks))
 
 
-def _actor_stats(runner) -> dict:
-    stats = runner._ray.get([a.stats.remote() for a in runner._pools["cxr"]], timeout=30)
-    return {"batches": [b for st in stats for b in st["batch_sizes"]], "calls": sum(st["calls"] for st in stats),
-            "busy_s": sum(st["busy_s"] for st in stats)}
-
-
 def _actor_delta(before: dict, after: dict, wall_s: float) -> dict:
     """What the actors did during one mode: batches, remote calls, and time inside tool.batch."""
-    sizes = after["batches"][len(before["batches"]):]
+    sizes = after["batch_sizes"][len(before["batch_sizes"]):]
     busy = after["busy_s"] - before["busy_s"]
     n = sum(sizes)
     return {"mean_batch": round(float(np.mean(sizes)), 2) if sizes else 0.0, "max_batch": max(sizes, default=0),
@@ -355,9 +349,9 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
                 r: dict[str, dict] = {"a_inprocess_sequential": bench_sequential(tool, inputs),
                                       "b_inprocess_batched": bench_batched(tool, inputs, cfg.max_batch_size)}
                 for key, runner in runners.items():
-                    before = _actor_stats(runner)
+                    before = runner.actor_stats()["cxr"]
                     r[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
-                    r[key].update(_actor_delta(before, _actor_stats(runner), r[key]["wall_s"]))
+                    r[key].update(_actor_delta(before, runner.actor_stats()["cxr"], r[key]["wall_s"]))
                 # in-process at the batch size the Ray actors reached: what (d) costs beyond its batch size
                 same = max(1, int(round(r["d_ray_batched"]["mean_batch"])))
                 r["b_same_batch"] = bench_batched(tool, inputs, same) | {"batch": same}

@@ -186,7 +186,7 @@ def test_concurrent_clients_are_batched_together(runner, record_dir):
     assert len(flat) == n_threads * per_thread and all(isinstance(r, ClassifierOutput) for r in flat)
     # each client got its own answers back, though calls were merged
     assert [r.case_id for r in flat] == [f"case-{100 + t * per_thread + k}" for t in range(n_threads) for k in range(per_thread)]
-    assert runner.remote_calls()["tiny_labs"] < n_threads * per_thread  # concurrent run() calls were coalesced
+    assert runner.actor_stats()["tiny_labs"]["calls"] < n_threads * per_thread  # concurrent run() calls were coalesced
     sizes = batch_sizes(record_dir)
     assert sum(sizes) == n_threads * per_thread  # every request went through exactly one batch call
     assert max(sizes) > 1, sizes  # requests from different clients shared a forward pass

@@ -406,22 +406,21 @@ class RayRunner:
         t = self._timeout_s if timeout_s is None else timeout_s
         return {n: self._ray.get(r, timeout=t) for n, r in refs.items()}
 
-    def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:
-        """The size of every `tool.batch` call each started pool has made, actor by actor, concatenated."""
+    def actor_stats(self, timeout_s: float = 10) -> dict[str, dict]:
+        """Per started pool, over its actors: the size of every `tool.batch` call (actor by actor,
+        concatenated), the remote `run` calls received, and the seconds spent inside `tool.batch`."""
         with self._lock:
             pools = dict(self._pools)
-        out: dict[str, list[int]] = {}
+        out: dict[str, dict] = {}
         for name, pool in pools.items():
             stats = self._ray.get([a.stats.remote() for a in pool], timeout=timeout_s)
-            out[name] = [b for s in stats for b in s["batch_sizes"]]
+            out[name] = {"batch_sizes": [b for st in stats for b in st["batch_sizes"]],
+                         "calls": sum(st["calls"] for st in stats), "busy_s": sum(st["busy_s"] for st in stats)}
         return out
 
-    def remote_calls(self, timeout_s: float = 10) -> dict[str, int]:
-        """How many remote `run` calls each started pool has received (all its actors)."""
-        with self._lock:
-            pools = dict(self._pools)
-        return {name: sum(s["calls"] for s in self._ray.get([a.stats.remote() for a in pool], timeout=timeout_s))
-                for name, pool in pools.items()}
+    def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:
+        """The size of every `tool.batch` call each started pool has made, actor by actor, concatenated."""
+        return {name: st["batch_sizes"] for name, st in self.actor_stats(timeout_s).items()}
 
     def actor_names(self) -> dict[str, list[str]]:
         return {n: [self._actor_name(n, i) for i in range(len(p))] for n, p in self._pools.items()}
