@@ -131,7 +131,7 @@ def _sentence_start(text: str, at: int) -> int:
     return begin if len(_WORD.findall(text[begin:at])) <= 2 else at
 
 
-def _non_english_sentences(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+def _non_english_sentences(text: str) -> list[tuple[int, int, str]]:
     out, start = [], 0
     for m in list(_SENTENCE_END.finditer(text)) + [None]:
         end = m.end() if m else len(text)
@@ -158,7 +158,7 @@ def screen_note(text: str) -> Screened:
     for m in _FOREIGN_SCRIPT.finditer(text):
         if len(m.group().strip()) >= 2:
             spans.append((m.start(), m.end(), "a script the note model was not trained on"))
-    spans += _non_english_sentences(text, spans)
+    spans += _non_english_sentences(text)
     if not spans:
         return Screened(text=text)
     spans.sort()

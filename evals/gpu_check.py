@@ -157,7 +157,6 @@ def check_precision(inputs: dict[str, list[CaseInput]], reference: dict | None,
 def check_placement(inputs: dict[str, list[CaseInput]], gpu_probs: dict) -> dict:
     import ray
 
-    from mmdx.core.tool import CaseInput as _CI  # noqa: F401 - pickled by reference in the actors
     from mmdx.tools.ray_runner import RayRunner
 
     report: dict = {"cluster_resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}

@@ -285,8 +285,10 @@ def run_bench(cfg: BenchConfig) -> dict:
 def resolve_device(device: str | None) -> str:
     import torch
 
+    from mmdx.models.inference import default_device
+
     if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device (torch {torch.__version__})")
     return device
