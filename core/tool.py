@@ -79,6 +79,21 @@ class Tool(Protocol):
     def __call__(self, inp: BaseModel) -> BaseModel: ...
 
 
+@runtime_checkable
+class StagedTool(Protocol):
+    """A tool whose `batch` is two stages a runner may overlap (optional; see tools.ray_runner).
+
+    `prepare(inputs)` is per-input CPU work (decode, resize, tokenise): it returns one entry per
+    input, the prepared item or the ToolInputError that stops it, and may run in several threads on
+    parts of a batch. `infer(inputs, prepared)` runs the batched forward pass and returns what
+    `batch(inputs)` would. `batch(inputs) == infer(inputs, prepare(inputs))`.
+    """
+
+    def prepare(self, inputs: list) -> list: ...
+
+    def infer(self, inputs: list, prepared: list) -> list: ...
+
+
 def describe(tool: type | object) -> str:
     """The tool's description for the LLM: first paragraph of its docstring + what it requires."""
     cls = tool if isinstance(tool, type) else type(tool)

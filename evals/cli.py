@@ -23,6 +23,7 @@ def _add_serving(sub) -> None:
     p.add_argument("--fanout-reps", type=int, default=d.fanout_reps)
     p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved rounds of the four modes (medians reported)")
     p.add_argument("--torch-threads", type=int, default=d.torch_threads)
+    p.add_argument("--prepare-threads", type=int, default=d.prepare_threads, help="threads decoding inputs in each actor (default: 1 on CPU, up to 4 on a GPU)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: $MMDX_RAY_ADDRESS or a local Ray)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda where torch sees a GPU)")
     p.add_argument("--json", action="store_true", help="print the report as JSON after the table")
@@ -34,7 +35,7 @@ def _run_serving(args) -> int:
 
     cfg = BenchConfig(requests=args.requests, clients=args.clients, max_batch_size=args.max_batch_size,
                       max_wait_ms=args.max_wait_ms, pool_size=args.pool_size, fanout_reps=args.fanout_reps, rounds=args.rounds,
-                      torch_threads=args.torch_threads, address=args.address, device=args.device)
+                      torch_threads=args.torch_threads, prepare_threads=args.prepare_threads, address=args.address, device=args.device)
     if cfg.requests < 1 or cfg.clients < 1 or cfg.max_batch_size < 1:
         print("mmdx bench serving: --requests, --clients and --max-batch-size must be at least 1", file=sys.stderr)
         return 2

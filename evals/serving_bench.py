@@ -7,6 +7,12 @@ Four ways to answer the same `n` chest X-ray requests, side by side in one run, 
   (c) Ray actors, no batching (max_batch_size=1), `clients` threads sending one request at a time
   (d) Ray actors, dynamic batching, the same clients
 
+and, to say where (d)'s figure comes from: (d) with the actor's pipeline off (`d_ray_unpipelined`:
+each batch decoded then run, as in (b)), (b) with the same pipeline as the actors
+(`b_inprocess_pipelined`: batch k+1 decoded in a second thread while batch k runs), and (b) at the
+batch size the actors reached (`b_same_batch`). The actors pipeline by default: (d)/(b) compares
+the runner with the plain batched loop the issue names; (d)/(b_pipelined) is the runner's own cost.
+
 Latency is from a request's issue to its answer (closed loop: each client sends its next request
 when the last is answered; in (b) a batch is one issue). Then a second figure: one case needing
 three tools (a demo case with an X-ray, labs and a note, through the real cxr, labs and notes tools),
@@ -64,18 +70,26 @@ class StandInCxrTool:
         self.model_id = f"stand-in CxrViT cxr_{size}{'+' + str(overrides) if overrides else ''}, random init, {n_params / 1e6:.2f}M params"
 
     def batch(self, inputs: list[CaseInput]) -> list[ClassifierOutput | ToolInputError]:
-        from mmdx.models.featurize import featurize
-        from mmdx.models.inference import forward_items
+        return self.infer(inputs, self.prepare(inputs))
 
-        results: list[ClassifierOutput | ToolInputError | None] = [None] * len(inputs)
-        items, where = [], []
-        for i, inp in enumerate(inputs):
+    def prepare(self, inputs: list[CaseInput]) -> list:
+        from mmdx.models.featurize import featurize
+
+        prepared: list = []
+        for inp in inputs:
             try:
                 check_requires(self, inp.case)
-                items.append(featurize("cxr", inp.case, self.config))
-                where.append(i)
+                prepared.append(featurize("cxr", inp.case, self.config))
             except ToolInputError as e:
-                results[i] = e
+                prepared.append(e)
+        return prepared
+
+    def infer(self, inputs: list[CaseInput], prepared: list) -> list[ClassifierOutput | ToolInputError]:
+        from mmdx.models.inference import forward_items
+
+        results: list = [p if isinstance(p, ToolInputError) else None for p in prepared]
+        where = [i for i, p in enumerate(prepared) if not isinstance(p, ToolInputError)]
+        items = [prepared[i] for i in where]
         if items:
             logits, embs = forward_items(self.model, "cxr", self.config, items, self.device)  # (N, L), (N, D)
             probs = 1.0 / (1.0 + np.exp(-logits))
@@ -176,6 +190,27 @@ def bench_batched(tool, inputs: list[CaseInput], batch_size: int) -> dict:
     return _summary(lats, time.perf_counter() - t0, len(inputs), ok)
 
 
+def bench_pipelined(tool, inputs: list[CaseInput], batch_size: int) -> dict:
+    """(b) with the actors' pipeline: batch k+1 is prepared in a second thread while batch k runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [inputs[s:s + batch_size] for s in range(0, len(inputs), batch_size)]
+    lats, ok = [], 0
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as prep:
+        issued = [time.perf_counter()]
+        nxt = prep.submit(tool.prepare, chunks[0])
+        for k, chunk in enumerate(chunks):
+            prepared = nxt.result()
+            if k + 1 < len(chunks):
+                issued.append(time.perf_counter())
+                nxt = prep.submit(tool.prepare, chunks[k + 1])
+            outs = tool.infer(chunk, prepared)
+            lats += [time.perf_counter() - issued[k]] * len(chunk)
+            ok += sum(isinstance(o, ClassifierOutput) for o in outs)
+    return _summary(lats, time.perf_counter() - t0, len(inputs), ok)
+
+
 def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, timeout_s: float) -> dict:
     """`clients` threads, each sending its share of `inputs` one request at a time."""
     shares = [inputs[c::clients] for c in range(clients)]
@@ -206,11 +241,13 @@ def _actor_delta(before: dict, after: dict, wall_s: float) -> dict:
     """What the actors did during one mode: batches, remote calls, and time inside tool.batch."""
     sizes = after["batch_sizes"][len(before["batch_sizes"]):]
     busy = after["busy_s"] - before["busy_s"]
+    prep = after["prepare_s"] - before["prepare_s"]
     n = sum(sizes)
     return {"mean_batch": round(float(np.mean(sizes)), 2) if sizes else 0.0, "max_batch": max(sizes, default=0),
             "remote_calls": after["calls"] - before["calls"],
             "actor_busy_fraction": round(busy / wall_s, 3) if wall_s else 0.0,
-            "actor_ms_per_request": round(1000 * busy / n, 3) if n else 0.0}
+            "actor_ms_per_request": round(1000 * busy / n, 3) if n else 0.0,
+            "prepare_ms_per_request": round(1000 * prep / n, 3) if n else 0.0}
 
 
 def _median_mode(rows: list[dict]) -> dict:
@@ -258,6 +295,7 @@ class BenchConfig:
     pool_size: int = 1  # actors per tool
     fanout_reps: int = 15  # repetitions of the fan-out figure (median reported)
     torch_threads: int = 1  # intra-op threads, in-process and in each actor
+    prepare_threads: int | None = None  # threads that prepare (decode) inputs in each actor (None: the runner's default)
     timeout_s: float = 120  # per-request timeout in the Ray modes
     address: str | None = None  # Ray cluster to join (default: a local Ray)
     warmup: int = 16  # untimed requests per mode before timing
@@ -337,11 +375,13 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
         tool.batch(warm)
         runners = {}
         try:
-            for key, mbs in (("c_ray_unbatched", 1), ("d_ray_batched", cfg.max_batch_size)):
+            for key, mbs, pipe in (("c_ray_unbatched", 1, True), ("d_ray_batched", cfg.max_batch_size, True),
+                                   ("d_ray_unpipelined", cfg.max_batch_size, False)):
                 runners[key] = RayRunner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
                                          max_wait_ms=cfg.max_wait_ms, address=cfg.address,
                                          request_timeout_s=cfg.timeout_s, tool_factory=factory,
-                                         torch_threads=cfg.torch_threads, num_gpus_per_actor=num_gpus)
+                                         torch_threads=cfg.torch_threads, num_gpus_per_actor=num_gpus,
+                                         prepare_threads=cfg.prepare_threads, pipeline=pipe)
                 report["placement"][key] = runners[key].warmup()["cxr"]
                 bench_clients(runners[key], "cxr", warm, cfg.clients, cfg.timeout_s)
             # Rounds interleave the modes, so a drift in the machine's speed (a shared VM's neighbours,
@@ -349,7 +389,8 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
             rounds: list[dict[str, dict]] = []
             for _ in range(max(1, cfg.rounds)):
                 r: dict[str, dict] = {"a_inprocess_sequential": bench_sequential(tool, inputs),
-                                      "b_inprocess_batched": bench_batched(tool, inputs, cfg.max_batch_size)}
+                                      "b_inprocess_batched": bench_batched(tool, inputs, cfg.max_batch_size),
+                                      "b_inprocess_pipelined": bench_pipelined(tool, inputs, cfg.max_batch_size)}
                 for key, runner in runners.items():
                     before = runner.actor_stats()["cxr"]
                     r[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
@@ -372,6 +413,9 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
                             "d_over_a": ratio("d_ray_batched", "a_inprocess_sequential"),
                             "b_over_a": ratio("b_inprocess_batched", "a_inprocess_sequential"),
                             "d_over_c": ratio("d_ray_batched", "c_ray_unbatched"),
+                            "d_over_b_pipelined": ratio("d_ray_batched", "b_inprocess_pipelined"),
+                            "d_unpipelined_over_b": ratio("d_ray_unpipelined", "b_inprocess_batched"),
+                            "b_pipelined_over_b": ratio("b_inprocess_pipelined", "b_inprocess_batched"),
                             "d_over_b_same_batch": ratio("d_ray_batched", "b_same_batch"),
                             "b_same_batch_over_b": ratio("b_same_batch", "b_inprocess_batched")}
 
@@ -424,8 +468,9 @@ def format_table(report: dict) -> str:
         lines.append(f"{key:<26}{m['throughput_rps']:>9.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}{str(mb):>8}"
                      f"{str(m.get('remote_calls', '')):>7}{busy:>7}{str(m.get('actor_ms_per_request', '')):>8}"
                      f"{int(m['ok']):>5}/{int(m['requests'])}")
-    lines.append("(batch: mean batch the actor ran; calls: remote calls it received; busy: share of the time it "
-                 "spent in tool.batch; ms/req: that time per request)")
+    lines.append("(batch: mean batch the actor ran; calls: remote calls it received; busy: share of the time its "
+                 "model was running a batch (pipelined: tool.infer; else tool.batch, decoding included); ms/req: "
+                 "that time per request)")
     r = report["ratios"]
     lines += ["", "throughput ratios: " + ", ".join(f"{k.replace('_over_', '/')} = {v}" for k, v in r.items())]
     for key in ("fanout_ray", "fanout_inprocess"):

@@ -93,23 +93,32 @@ class LoadedModel:
         """Raw logits (N, L) and embeddings (N, D) for featurized items."""
         return forward_items(self.model, self.kind, self.config, items, self.device, self.max_batch)
 
+    def featurize(self, case: PatientCase):
+        """The model's input for one case (CPU work: decoding, resizing, tokenising); raises ToolInputError."""
+        return featurize(self.kind, case, self.config, self.card.feature_stats)
+
+    def predict_items(self, items: list) -> list[Prediction]:
+        """Calibrated predictions for featurized items: one batched forward pass (in chunks of max_batch)."""
+        if not items:
+            return []
+        logits, embs = self.forward_items(items)
+        probs = apply_temperature(logits, self.temperatures)
+        ood = self.card.ood.score(embs) if self.card.ood is not None else np.zeros(len(items))
+        # the score is returned; the tool flags it (at OOD_FLAG_AT), one threshold for one thing
+        return [Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]), notes=list(item.notes))
+                for j, item in enumerate(items)]
+
     def predict(self, cases: list[PatientCase]) -> list[Prediction | ToolInputError]:
         results: list[Prediction | ToolInputError | None] = [None] * len(cases)
         items, where = [], []
         for i, case in enumerate(cases):
             try:
-                items.append(featurize(self.kind, case, self.config, self.card.feature_stats))
+                items.append(self.featurize(case))
                 where.append(i)
             except ToolInputError as e:
                 results[i] = e
-        if items:
-            logits, embs = self.forward_items(items)
-            probs = apply_temperature(logits, self.temperatures)
-            ood = self.card.ood.score(embs) if self.card.ood is not None else np.zeros(len(items))
-            for j, i in enumerate(where):
-                # the score is returned; the tool flags it (at OOD_FLAG_AT), one threshold for one thing
-                results[i] = Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]),
-                                        notes=list(items[j].notes))
+        for i, pred in zip(where, self.predict_items(items)):
+            results[i] = pred
         return results  # type: ignore[return-value]
 
 

@@ -81,6 +81,28 @@ def test_batch_returns_errors_in_place(trained):
     assert outs[0].scores == outs[2].scores
 
 
+@pytest.mark.parametrize("name", list(TOOLS))
+def test_prepare_in_parts_then_infer_equals_batch(trained, tmp_path, name):
+    """The two stages a pipelining runner uses: prepare (in any split) + infer give `batch`'s answers,
+    with input errors in place."""
+    from mmdx.core.tool import StagedTool
+
+    cohort, dirs = trained
+    tool = TOOLS[name](weights_dir=dirs[name])
+    assert isinstance(tool, StagedTool)
+    cases = [PatientCase.load(p) for p in sorted((cohort / "cases" / "test").glob("*.json"))[:5]]
+    cases[2] = cases[2].without(name)
+    inputs = [CaseInput(case=c) for c in cases]
+    whole = tool.batch(inputs)
+    prepared = tool.prepare(inputs[:3]) + tool.prepare(inputs[3:])
+    staged = tool.infer(inputs, prepared)
+    assert isinstance(whole[2], ModalityAbsent) and isinstance(staged[2], ModalityAbsent)
+    for a, b in zip(whole, staged):
+        if isinstance(a, ClassifierOutput):
+            assert a.case_id == b.case_id
+            assert [s.probability for s in a.scores] == pytest.approx([s.probability for s in b.scores], abs=1e-5)
+
+
 def test_tampered_weights_fail_typed_and_the_runner_reports_it(trained, tmp_path):
     cohort, dirs = trained
     bad = tmp_path / "labs"

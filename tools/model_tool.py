@@ -59,15 +59,32 @@ class ModelTool:
 
     def batch(self, inputs: list[CaseInput]) -> list[ClassifierOutput | ToolInputError]:
         """One forward pass over every input that has the modality; errors come back in place."""
-        results, todo = partition_runnable(self, inputs)
+        return self.infer(inputs, self.prepare(inputs))
+
+    # The two stages of `batch`, for runners that overlap them (see core.tool.StagedTool): `prepare`
+    # is CPU work per input (decode, resize, tokenise) and may run in several threads on parts of a
+    # batch; `infer` is the batched forward pass.
+
+    def prepare(self, inputs: list[CaseInput]) -> list:
+        """Per input: the model's featurized input, or the ToolInputError that stops it."""
+        prepared, todo = partition_runnable(self, inputs)
+        model = self.model
+        for i in todo:
+            try:
+                prepared[i] = model.featurize(inputs[i].case)
+            except ToolInputError as e:
+                prepared[i] = e
+        return prepared
+
+    def infer(self, inputs: list[CaseInput], prepared: list) -> list[ClassifierOutput | ToolInputError]:
+        """Outputs for `inputs` from their `prepare`d items: one batched forward pass."""
+        results: list = [p if isinstance(p, ToolInputError) else None for p in prepared]
+        todo = [i for i, p in enumerate(prepared) if not isinstance(p, ToolInputError)]
         if todo:
-            preds = self.model.predict([inputs[i].case for i in todo])
+            preds = self.model.predict_items([prepared[i] for i in todo])
             prov = self.provenance()
             card = self.model.card
             for i, pred in zip(todo, preds):
-                if isinstance(pred, ToolInputError):
-                    results[i] = pred
-                    continue
                 scores = tuple(
                     LabelScore(label=lab, probability=float(p), threshold=float(thr))
                     for lab, p, thr in zip(card.labels, pred.probs, card.thresholds)
@@ -81,7 +98,7 @@ class ModelTool:
                     embedding=tuple(float(x) for x in pred.embedding), ood_score=ood, ood_flag=ood > OOD_FLAG_AT,
                     provenance=prov, notes=tuple(notes),
                 )
-        return results  # type: ignore[return-value]
+        return results
 
     def __call__(self, inp: CaseInput) -> ClassifierOutput:
         (out,) = self.batch([inp])

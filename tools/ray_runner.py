@@ -7,9 +7,13 @@ pools of long-lived actors that load their model once and batch requests from ev
     runner.close()
 
 Each tool lives in a pool of named actors (namespace "mmdx"). An actor is an asyncio actor: calls
-from any number of cases, threads or drivers put their inputs on one queue, and a batching loop
-takes up to `max_batch_size` inputs, or whatever arrived within `max_wait_ms` of the first, through
-ONE `tool.batch(inputs)` call in a worker thread, so the queue keeps filling while the model runs.
+from any number of cases, threads or drivers go on one queue, and a batching loop takes up to
+`max_batch_size` inputs (waiting at most `max_wait_ms` for callers coming back, see
+`collect_batch`) through ONE forward pass in a worker thread, so the queue keeps filling while the
+model runs. A staged tool (`prepare` + `infer`, as the modality tools are) is pipelined: the next
+calls are decoded in other threads while the model runs, and go to it the moment it is free. In
+one driver, concurrent `run()` calls to an actor are merged into fewer remote calls first
+(`_Coalescer`).
 
 Faults come back typed, never as a hang: per-case input errors are the tool's own `ToolFailure`s; an
 actor that dies is restarted by Ray and the calls it held are retried alone (one input per call, so
@@ -28,7 +32,7 @@ import queue
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -48,10 +52,16 @@ _runner_ids = itertools.count()
 
 
 class _ToolServer:
-    """One Ray actor serving one tool: loads it once, batches every concurrent call into `tool.batch`."""
+    """One Ray actor serving one tool: loads it once, batches every concurrent call into one forward pass.
+
+    A staged tool (`prepare` + `infer`, see core.tool.StagedTool) is served as a pipeline: calls are
+    prepared (decoded, resized, tokenised) in `prepare_threads` threads as they arrive, while the
+    model runs the previous batch in the compute thread; the next batch goes to the model the moment
+    it is free. Other tools run `batch` whole in the compute thread.
+    """
 
     def __init__(self, tool_name: str, tool_factory: Callable | None, max_batch_size: int, max_wait_ms: float,
-                 torch_threads: int):
+                 torch_threads: int, prepare_threads: int | None = None, pipeline: bool = True):
         import ray
         import torch
 
@@ -60,19 +70,29 @@ class _ToolServer:
             torch.set_num_threads(torch_threads)  # fractional CPUs: one intra-op thread, or actors fight
         self._name = tool_name
         self._tool = _build_tool(tool_name, tool_factory, self._device)
+        self._staged = (pipeline and callable(getattr(self._tool, "prepare", None))
+                        and callable(getattr(self._tool, "infer", None)))
         self._max_batch = max(1, int(max_batch_size))
         self._max_wait_s = max(0.0, max_wait_ms / 1000.0)
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mmdx-{tool_name}")
-        self._queue: asyncio.Queue | None = None
+        # decoding feeds the model: on a GPU one thread cannot keep up with batched forward passes
+        if prepare_threads is None:
+            prepare_threads = 1 if self._device == "cpu" else min(4, os.cpu_count() or 1)
+        self._prepare_threads = max(1, int(prepare_threads))
+        self._preparers = ThreadPoolExecutor(max_workers=self._prepare_threads,
+                                             thread_name_prefix=f"mmdx-{tool_name}-prep")
+        self._queue: _CallQueue | None = None
         self._loop_task: asyncio.Task | None = None
         self._batch_sizes: list[int] = []
         self._calls = 0  # remote run() calls received (coalesced client calls count once)
-        self._busy_s = 0.0  # seconds spent inside tool.batch
-        self._expect = 1  # requests the next batch waits for (at most max_wait_ms): the last batch's size
+        self._busy_s = 0.0  # seconds the model spent on batches (tool.infer, or tool.batch for other tools)
+        self._prepare_s = 0.0  # seconds spent in tool.prepare, over all prepare threads
+        self._expect = 1  # calls the next batch waits for (at most max_wait_ms): the last batch's count
 
     async def ready(self) -> dict:
-        """Where this actor runs: tool, device, the GPUs Ray gave it, pid, host."""
-        info = {"tool": self._name, "device": self._device, "pid": os.getpid(), "host": socket.gethostname()}
+        """Where this actor runs: tool, device, the GPUs Ray gave it, pid, host, and whether it pipelines."""
+        info = {"tool": self._name, "device": self._device, "pid": os.getpid(), "host": socket.gethostname(),
+                "pipelined": self._staged, "prepare_threads": self._prepare_threads if self._staged else 0}
         if self._device == "cuda":
             import ray
             import torch
@@ -82,7 +102,8 @@ class _ToolServer:
         return info
 
     async def stats(self) -> dict:
-        return {"batch_sizes": list(self._batch_sizes), "calls": self._calls, "busy_s": round(self._busy_s, 4)}
+        return {"batch_sizes": list(self._batch_sizes), "calls": self._calls, "busy_s": round(self._busy_s, 4),
+                "prepare_s": round(self._prepare_s, 4)}
 
     async def run(self, inputs: list[CaseInput], isolate: bool = False) -> list[ToolResult]:
         """Results for `inputs`, in order. `isolate` runs each input in a batch of its own (retries)."""
@@ -91,37 +112,99 @@ class _ToolServer:
         if isolate:
             return [(await loop.run_in_executor(self._compute, self._run_batch, [inp]))[0] for inp in inputs]
         if self._queue is None:
-            self._queue = asyncio.Queue()
+            self._queue = _CallQueue()
             self._loop_task = asyncio.create_task(self._batch_loop())
         futures = [loop.create_future() for _ in inputs]
-        for inp, fut in zip(inputs, futures):
-            self._queue.put_nowait((inp, fut))
+        items = list(zip(inputs, futures))
+        for k in range(0, len(items), self._max_batch):  # a call larger than a batch goes in parts
+            self._queue.put(items[k:k + self._max_batch])
         return list(await asyncio.gather(*futures))
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._queue is not None
+        model_run: asyncio.Future | None = None  # the batch on the model now
         while True:
-            items = await collect_batch(self._queue, self._max_batch, self._max_wait_s, self._expect)
-            self._expect = len(items)
-            items = [(inp, fut) for inp, fut in items if not fut.done()]  # callers cancelled meanwhile
-            if not items:
-                continue
-            self._batch_sizes.append(len(items))
-            try:
-                outs = await loop.run_in_executor(self._compute, self._run_batch, [inp for inp, _ in items])
-            except Exception as e:  # noqa: BLE001 - reported to each caller; the loop must survive
-                outs = [ToolFailure(tool=self._name, case_id=inp.case.case_id, kind="tool_error",
-                                    message=f"{type(e).__name__}: {e}") for inp, _ in items]
-            for (_, fut), out in zip(items, outs):
-                if not fut.done():
-                    fut.set_result(out)
+            prepared: list[asyncio.Future] = []  # per taken call: its prepare, started as it is taken
+            calls = await collect_batch(self._queue, self._max_batch, self._max_wait_s, self._expect,
+                                        busy=model_run, on_take=lambda call: prepared.append(self._start_prepare(call)))
+            self._expect = len(calls)
+            parts = await asyncio.gather(*prepared)
+            items = [(inp, fut, prep) for call, part in zip(calls, parts) for (inp, fut), prep in zip(call, part)
+                     if not fut.done()]  # callers that gave up meanwhile are dropped
+            if model_run is not None:
+                await model_run  # one batch on the model at a time, in order
+                model_run = None
+            if items:
+                self._batch_sizes.append(len(items))
+                model_run = asyncio.ensure_future(self._infer(items))
+
+    def _start_prepare(self, call: list) -> "asyncio.Future":
+        """Prepare one call's inputs in the prepare threads, split over them; per input: item or failure."""
+        loop = asyncio.get_running_loop()
+        inputs = [inp for inp, _ in call]
+        if not self._staged:
+            fut = loop.create_future()
+            fut.set_result(inputs)  # nothing to prepare: `batch` does it all
+            return fut
+        size = -(-len(inputs) // min(self._prepare_threads, len(inputs)))
+        chunks = [inputs[k:k + size] for k in range(0, len(inputs), size)]
+
+        async def gather() -> list:
+            done = await asyncio.gather(*(loop.run_in_executor(self._preparers, self._prepare, c) for c in chunks))
+            return [x for part in done for x in part]
+
+        return asyncio.ensure_future(gather())
+
+    def _prepare(self, inputs: list[CaseInput]) -> list:
+        t0 = time.perf_counter()
+        try:
+            out = self._tool.prepare(inputs)
+            if len(out) != len(inputs):
+                raise RuntimeError(f"{self._name}.prepare returned {len(out)} items for {len(inputs)} inputs")
+            return out
+        except Exception as e:  # noqa: BLE001 - a tool bug fails these inputs, not the actor
+            log.exception("tool %s prepare raised", self._name)
+            return [ToolFailure(tool=self._name, case_id=i.case.case_id, kind="tool_error",
+                                message=f"{type(e).__name__}: {e}") for i in inputs]
+        finally:
+            self._prepare_s += time.perf_counter() - t0
+
+    async def _infer(self, items: list) -> None:
+        """Run one batch on the model (compute thread) and answer its callers."""
+        loop = asyncio.get_running_loop()
+        todo = [(inp, fut, prep) for inp, fut, prep in items if not isinstance(prep, ToolFailure)]
+        for _, fut, prep in items:
+            if isinstance(prep, ToolFailure) and not fut.done():
+                fut.set_result(prep)
+        if not todo:
+            return
+        try:
+            if self._staged:
+                outs = await loop.run_in_executor(self._compute, self._run_staged, [i for i, _, _ in todo],
+                                                  [p for _, _, p in todo])
+            else:
+                outs = await loop.run_in_executor(self._compute, self._run_batch, [i for i, _, _ in todo])
+        except Exception as e:  # noqa: BLE001 - reported to each caller; the loop must survive
+            outs = [ToolFailure(tool=self._name, case_id=inp.case.case_id, kind="tool_error",
+                                message=f"{type(e).__name__}: {e}") for inp, _, _ in todo]
+        for (_, fut, _), out in zip(todo, outs):
+            if not fut.done():
+                fut.set_result(out)
+
+    def _run_staged(self, inputs: list[CaseInput], prepared: list) -> list[ToolResult]:
+        return self._checked(inputs, lambda: self._tool.infer(inputs, prepared), "infer")
 
     def _run_batch(self, inputs: list[CaseInput]) -> list[ToolResult]:
         tool = self._tool
+        return self._checked(inputs, lambda: tool.batch(inputs) if hasattr(tool, "batch")
+                             else [_call_one(tool, i) for i in inputs], "batch")
+
+    def _checked(self, inputs: list[CaseInput], run: Callable[[], list], what: str) -> list[ToolResult]:
+        """`run()`'s outputs for `inputs`, timed; a tool bug or a wrong count becomes typed failures."""
         t0 = time.perf_counter()
         try:
-            outs = tool.batch(inputs) if hasattr(tool, "batch") else [_call_one(tool, i) for i in inputs]
+            outs = run()
         except Exception as e:  # a tool bug must not sink the other requests in the batch's run()
             log.exception("tool %s raised", self._name)
             return [ToolFailure(tool=self._name, case_id=i.case.case_id, kind="tool_error",
@@ -130,39 +213,88 @@ class _ToolServer:
             self._busy_s += time.perf_counter() - t0
         if len(outs) != len(inputs):
             return [ToolFailure(tool=self._name, case_id=i.case.case_id, kind="tool_error",
-                                message=f"{self._name}.batch returned {len(outs)} results for {len(inputs)} inputs")
+                                message=f"{self._name}.{what} returned {len(outs)} results for {len(inputs)} inputs")
                     for i in inputs]
         return [failure_from(self._name, i.case.case_id, o) if isinstance(o, ToolInputError) else o
                 for i, o in zip(inputs, outs)]
 
 
-async def collect_batch(queue: asyncio.Queue, max_batch: int, max_wait_s: float, expect: int) -> list:
-    """The next batch from `queue`: wait for a first item, then take what is queued, and wait (at
-    most `max_wait_s` from the first item) only while fewer than `expect` items are in hand.
+class _CallQueue:
+    """The actor's queue of waiting calls (each a list of (input, future)), with a peek at the head."""
 
-    `expect` is the size of the previous batch. In steady state its callers come back, so waiting
-    for more than that only idles the model; waiting for fewer splits one wave of callers into two
-    small batches. If fewer come back (callers left), the deadline ends the wait and the next
+    def __init__(self):
+        self._calls: deque[list] = deque()
+        self._event = asyncio.Event()
+
+    def put(self, call: list) -> None:
+        self._calls.append(call)
+        self._event.set()
+
+    def head(self) -> list | None:
+        return self._calls[0] if self._calls else None
+
+    def pop(self) -> list:
+        return self._calls.popleft()
+
+    async def wait(self, timeout_s: float | None = None) -> bool:
+        """Whether a call is queued, waiting for one at most `timeout_s` (None: forever)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while not self._calls:
+            self._event.clear()
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._event.wait(), left)
+            except asyncio.TimeoutError:
+                return bool(self._calls)
+        return True
+
+
+async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, expect: int,
+                        busy: "asyncio.Future | None" = None, on_take: Callable[[list], None] | None = None) -> list[list]:
+    """The calls of the next batch: wait for a first call, take every queued call that fits in
+    `max_batch` inputs (calling `on_take(call)` as each is taken, e.g. to start preparing it), and
+    keep taking while the model is `busy` with the previous batch; once it is free, wait (at most
+    `max_wait_s` from the first call) only while fewer than `expect` calls are in hand.
+
+    `expect` is how many calls the previous batch held. In steady state their callers come back,
+    so waiting for more only idles the model, and waiting for fewer splits one wave of callers into
+    small batches. Counting calls, not inputs, keeps a driver's pipelining: its coalescer sends two
+    calls that alternate on the model (one computing while the other's callers make their round
+    trip), and an actor that waited for inputs would hold the first until the second arrived and
+    run them as one. If fewer callers come back, the deadline ends the wait and the next
     expectation drops to what arrived. Never waits longer than a fixed max_wait would.
     """
     loop = asyncio.get_running_loop()
-    items = [await queue.get()]
+    await queue.wait()
+    calls: list[list] = []
+    n = 0
     deadline = loop.time() + max_wait_s
-    expect = min(max_batch, max(1, expect))
-    while len(items) < max_batch:
-        if not queue.empty():
-            items.append(queue.get_nowait())
+    expect = max(1, expect)
+    while n < max_batch:
+        head = queue.head()
+        if head is not None:
+            if calls and n + len(head) > max_batch:
+                break  # the next batch's
+            calls.append(queue.pop())
+            n += len(head)
+            if on_take is not None:
+                on_take(calls[-1])
             continue
-        if len(items) >= expect:
+        if busy is not None and not busy.done():  # the model is busy: gather until it is free
+            waiter = asyncio.ensure_future(queue.wait())
+            await asyncio.wait({waiter, busy}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():
+                waiter.cancel()
+            continue
+        if len(calls) >= expect:
             break
         left = deadline - loop.time()
-        if left <= 0:
+        if left <= 0 or not await queue.wait(left):
             break
-        try:
-            items.append(await asyncio.wait_for(queue.get(), left))
-        except asyncio.TimeoutError:
-            break
-    return items
+    return calls
 
 
 def _call_one(tool, inp: CaseInput):
@@ -197,6 +329,7 @@ class _Call:
     probe: bool = False  # a `ready()` call asking whether a restarted actor is back
     offset: int = 0  # where this call's results start in the remote call's result list (coalesced calls)
     shared: bool = False  # the remote call also carries other run() calls' inputs: never cancel it
+    ticket: "_Ticket | None" = None  # the coalesced call this is part of (None: retries and probes)
     # retries waiting their turn on this actor, (request index, attempt): sent one at a time, so an
     # input that kills its actor again takes only itself down
     chain: list[tuple[int, int]] = field(default_factory=list)
@@ -205,22 +338,30 @@ class _Call:
 class _Ticket:
     """Inputs waiting in a coalesced call: `ref` is set once the call is sent."""
 
-    def __init__(self):
+    def __init__(self, owner: "_Coalescer"):
+        self.owner = owner
         self.inputs: list[CaseInput] = []
         self.members = 0
         self.sent = threading.Event()
         self.ref = None
         self.error: BaseException | None = None
+        self.returned = False  # the coalescer has counted this call's return
 
 
 class _Coalescer:
     """Merges concurrent run() calls to one actor into fewer remote calls.
 
     At most `limit` calls are in flight to the actor (one computing, one queued behind it, so the
-    actor never idles on a round trip); inputs submitted meanwhile wait in one open call, sent as
-    one remote call when an in-flight call returns. Many client threads then cost the actor about
-    one Ray call per batch instead of one per request (256 requests from 8 threads: ~77 calls),
+    actor never idles on a round trip); inputs submitted meanwhile wait in one open call. Many
+    client threads then cost the actor about one Ray call per batch instead of one per request,
     which raised unbatched Ray serving on 2 cores from 75 to 96 req/s.
+
+    When the actor is idle a call goes at once. While it has work, the open call waits until it
+    holds its share of the callers: the inputs of the call that just came back (its callers are
+    about to return with their next request) plus those still in flight and waiting, divided over
+    the `limit` slots; or until the actor runs dry. Sending at the first free slot instead split 8
+    closed-loop clients into calls of 1 and 7 (mean batch 3.5, many forward passes of one); this
+    settles on 4 and 4.
     """
 
     def __init__(self, actor, flusher: "queue.SimpleQueue", limit: int = 2):
@@ -230,38 +371,54 @@ class _Coalescer:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._open: _Ticket | None = None
+        self._in_flight_inputs = 0
+        self._expect = 1  # inputs the open call waits for while the actor has work
 
     def submit(self, inputs: list[CaseInput]) -> tuple[_Ticket, int]:
-        """A ticket for `inputs` and their offset in its call (sent now if the actor has room)."""
+        """A ticket for `inputs` and their offset in its call (sent now, or when it is due)."""
         with self._lock:
+            if self._open is None:
+                self._open = _Ticket(self)
             ticket = self._open
-            if ticket is None:
-                ticket = _Ticket()
-                if self._in_flight >= self._limit:
-                    self._open = ticket  # waits for an in-flight call to return
             offset = len(ticket.inputs)
             ticket.inputs += inputs
             ticket.members += 1
-            if ticket is not self._open:
-                self._send(ticket)
+            self._send_if_due()
         return ticket, offset
+
+    def _send_if_due(self) -> None:  # under self._lock
+        ticket = self._open
+        if ticket is None or self._in_flight >= self._limit:
+            return
+        if self._in_flight == 0 or len(ticket.inputs) >= self._expect:
+            self._open = None
+            self._send(ticket)
 
     def _send(self, ticket: _Ticket) -> None:  # under self._lock
         try:
             ticket.ref = self._actor.run.remote(ticket.inputs)
             self._in_flight += 1
-            ticket.ref.future().add_done_callback(lambda _f: self._flusher.put(self))
+            self._in_flight_inputs += len(ticket.inputs)
+            # a member's ray.get usually sees the answer first (and calls returned); this is the backstop
+            ticket.ref.future().add_done_callback(lambda _f: self._flusher.put(ticket))
         except Exception as e:  # noqa: BLE001 - reported to every member of the ticket
             ticket.error = e
         ticket.sent.set()
 
-    def returned(self) -> None:
-        """An in-flight call returned (or failed): send the open call, if any."""
+    def returned(self, ticket: _Ticket) -> None:
+        """An in-flight call came back (answer or error): send the open call if it is now due.
+        Counted once per call, by whichever sees it first: a member's ray.get, or Ray's callback
+        (which can come a few ms later; meanwhile the members are back with their next requests)."""
         with self._lock:
+            if ticket.returned or ticket.ref is None:
+                return
+            ticket.returned = True
+            n_inputs = len(ticket.inputs)
             self._in_flight -= 1
-            if self._open is not None and self._in_flight < self._limit:
-                ticket, self._open = self._open, None
-                self._send(ticket)
+            self._in_flight_inputs -= n_inputs
+            callers = n_inputs + self._in_flight_inputs + (len(self._open.inputs) if self._open else 0)
+            self._expect = max(1, -(-callers // self._limit))
+            self._send_if_due()
 
 
 class RayRunner:
@@ -274,13 +431,16 @@ class RayRunner:
     in this process is used, or a local one is started. `tool_factory(name[, device=])` builds the
     tools inside the actors (it must pickle); the default builds them from the registry.
     Actors start lazily, on a tool's first request; `warmup()` starts them all and waits.
+    `pipeline` (default on) overlaps a staged tool's `prepare` of the next call with the model's
+    run of the current batch, in `prepare_threads` threads per actor (default: 1 on CPU, up to 4 on
+    a GPU); off, each batch runs `tool.batch` whole.
     """
 
     def __init__(self, tool_names: Sequence[str] | None = None, pool_sizes: dict[str, int] | None = None,
                  max_batch_size: int = 32, max_wait_ms: float = 5, num_cpus_per_actor: float = 0.25,
                  num_gpus_per_actor: float | None = None, address: str | None = None,
                  request_timeout_s: float = 60, max_retries: int = 2, tool_factory: Callable | None = None,
-                 torch_threads: int = 1):
+                 torch_threads: int = 1, prepare_threads: int | None = None, pipeline: bool = True):
         import ray
 
         self._ray = ray
@@ -297,6 +457,8 @@ class RayRunner:
         self._max_retries = max(0, int(max_retries))
         self._factory = tool_factory
         self._torch_threads = torch_threads
+        self._prepare_threads = prepare_threads
+        self._pipeline = pipeline
         self._started_ray = ensure_ray(address)
         self._num_gpus = self._gpu_share() if num_gpus_per_actor is None else float(num_gpus_per_actor)
         self._id = f"{socket.gethostname()}/{os.getpid()}/{next(_runner_ids)}"  # names: prefix/tool/i/host/pid/n
@@ -341,7 +503,7 @@ class RayRunner:
                 if chunk:
                     a = (start + k) % len(pool)
                     ticket, offset = coalescers[a].submit([requests[i][1] for i in chunk])
-                    tickets.append((ticket, _Call(name, chunk, 0, a, offset=offset)))
+                    tickets.append((ticket, _Call(name, chunk, 0, a, offset=offset, ticket=ticket)))
         for ticket, call in tickets:  # wait (to the deadline) for coalesced calls to be sent
             if not ticket.sent.wait(timeout=max(0.0, deadline - time.monotonic())):
                 for i in call.idxs:
@@ -372,6 +534,8 @@ class RayRunner:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, wait_s))
             for ref in ready:
                 call = pending.pop(ref)
+                if call.ticket is not None:  # the actor has answered: its coalescer may send the next call
+                    call.ticket.owner.returned(call.ticket)
                 try:
                     outs = ray.get(ref, timeout=max(1.0, left))
                 except ray.exceptions.RayActorError as e:
@@ -407,15 +571,17 @@ class RayRunner:
         return {n: self._ray.get(r, timeout=t) for n, r in refs.items()}
 
     def actor_stats(self, timeout_s: float = 10) -> dict[str, dict]:
-        """Per started pool, over its actors: the size of every `tool.batch` call (actor by actor,
-        concatenated), the remote `run` calls received, and the seconds spent inside `tool.batch`."""
+        """Per started pool, over its actors: the size of every batch on the model (actor by actor,
+        concatenated), the remote `run` calls received, the seconds the model spent on batches
+        (`busy_s`), and the seconds spent preparing inputs, summed over prepare threads (`prepare_s`)."""
         with self._lock:
             pools = dict(self._pools)
         out: dict[str, dict] = {}
         for name, pool in pools.items():
             stats = self._ray.get([a.stats.remote() for a in pool], timeout=timeout_s)
             out[name] = {"batch_sizes": [b for st in stats for b in st["batch_sizes"]],
-                         "calls": sum(st["calls"] for st in stats), "busy_s": sum(st["busy_s"] for st in stats)}
+                         "calls": sum(st["calls"] for st in stats), "busy_s": sum(st["busy_s"] for st in stats),
+                         "prepare_s": sum(st["prepare_s"] for st in stats)}
         return out
 
     def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:
@@ -501,11 +667,11 @@ class RayRunner:
     def _flush_loop(self) -> None:
         """Sends coalesced calls when an in-flight call returns (Ray's callbacks must not call Ray)."""
         while True:
-            c = self._flush_queue.get()
-            if c is None:
+            ticket = self._flush_queue.get()
+            if ticket is None:
                 return
             try:
-                c.returned()
+                ticket.owner.returned(ticket)
             except Exception:  # noqa: BLE001 - the loop must outlive one bad send
                 log.exception("coalesced send failed")
 
@@ -523,7 +689,8 @@ class RayRunner:
                         num_cpus=self._num_cpus, num_gpus=self._num_gpus,
                         max_restarts=-1, max_task_retries=0,  # we retry ourselves, counting, one input alone
                         max_concurrency=1000,
-                    ).remote(name, self._factory, self._max_batch_size, self._max_wait_ms, self._torch_threads)
+                    ).remote(name, self._factory, self._max_batch_size, self._max_wait_ms, self._torch_threads,
+                             self._prepare_threads, self._pipeline)
                     for i in range(self._pool_sizes[name])
                 ]
                 self._pools[name] = pool
