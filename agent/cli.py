@@ -26,9 +26,33 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=["inprocess", "ray"],
                    help="where tools run: in this process, or in Ray actors")
     g.add_argument("--ray-address", default=os.environ.get("MMDX_RAY_ADDRESS"), help="join an existing Ray cluster")
+    g.add_argument("--ray-pools", type=parse_pools, default=os.environ.get("MMDX_RAY_POOLS", ""),
+                   metavar="TOOL=N,...", help="actors per tool with --runner ray, e.g. cxr=4,notes=2 (default 1 each; "
+                                              "env MMDX_RAY_POOLS)")
     g.add_argument("--audit-log", default=str(home() / "audit.jsonl"), help="hash-chained audit log ('' to disable)")
     g.add_argument("--audit-content", action="store_true",
                    help="opt in to recording note text and case inputs in the audit log (default: digests only)")
+
+
+def parse_pools(text: str) -> dict[str, int]:
+    """'cxr=4,notes=2' -> {'cxr': 4, 'notes': 2}; names are checked against the runner's tools when it starts."""
+    pools: dict[str, int] = {}
+    for part in filter(None, (x.strip() for x in (text or "").split(","))):
+        name, sep, n = part.partition("=")
+        if not sep or not name.strip() or not n.strip().isdigit() or int(n) < 1:
+            raise argparse.ArgumentTypeError(f"pool sizes look like cxr=4,notes=2 (a tool, '=', a count >= 1); got {part!r}")
+        pools[name.strip()] = int(n)
+    return pools
+
+
+def check_pools(pools: dict[str, int]) -> None:
+    """Exit with a clear message when a pool names no registered tool."""
+    from mmdx import tools as _tools  # noqa: F401 - fills the registry
+    from mmdx.core import registry
+
+    unknown = sorted(set(pools) - set(registry.names()))
+    if unknown:
+        raise SystemExit(f"--ray-pools: unknown tool(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
 
 
 def build_agent(args):
@@ -36,12 +60,13 @@ def build_agent(args):
     from mmdx.agent.llm import LLMConfig, load_llm
     from mmdx.core.audit import AuditLog
 
+    check_pools(args.ray_pools)  # before the LLM loads: a typo should cost nothing
     llm = load_llm(LLMConfig(backend=args.llm_backend, model=args.llm_model, n_threads=args.threads))
     runner = None
     if args.runner == "ray":
         from mmdx.tools.ray_runner import RayRunner
 
-        runner = RayRunner(address=args.ray_address)
+        runner = RayRunner(address=args.ray_address, pool_sizes=args.ray_pools)
     audit = AuditLog(args.audit_log, include_content=args.audit_content) if args.audit_log else None
     return DiagnosticAgent(llm, runner=runner, audit=audit)
 

@@ -48,3 +48,23 @@ def test_terminal_chat_bad_attachment_keeps_the_session(monkeypatch, tmp_path, c
     rc = _run_chat(monkeypatch, tmp_path, ["/labs /no/such/file.csv", "/new abc male", "/quit"], [])
     out = capsys.readouterr().out
     assert rc == 0 and out.count("could not attach") == 2
+
+
+def test_ray_pool_sizes_parse_and_unknown_tools_stop_before_the_llm_loads(monkeypatch, tmp_path, capsys):
+    import argparse
+
+    import pytest
+
+    assert cli.parse_pools("cxr=4, notes=2") == {"cxr": 4, "notes": 2} and cli.parse_pools("") == {}
+    for bad in ("cxr", "cxr=0", "cxr=two", "=3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.parse_pools(bad)
+    monkeypatch.setattr("mmdx.agent.llm.load_llm", lambda cfg: pytest.fail("the LLM loaded before the pools were checked"))
+    case_file = make_case().save(tmp_path / "case.json")
+    with pytest.raises(SystemExit) as e:
+        cli.diagnose_main(["--case", str(case_file), "--runner", "ray", "--ray-pools", "cxr=2,xray=1", "--audit-log", ""])
+    assert "unknown tool(s) xray" in str(e.value.code)
+    monkeypatch.setenv("MMDX_RAY_POOLS", "cxr=two")
+    with pytest.raises(SystemExit) as e:  # a bad value from the environment is argparse's clean error too
+        cli.diagnose_main(["--case", str(case_file), "--audit-log", ""])
+    assert e.value.code == 2 and "cxr=4,notes=2" in capsys.readouterr().err
