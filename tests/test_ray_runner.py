@@ -117,6 +117,11 @@ class StagedTinyLabsTool(TinyLabsTool):
 
     def infer(self, inputs: list[CaseInput], prepared: list) -> list:
         t0 = time.time()
+        for inp in inputs:  # die on the model, mid-pipeline: the next call is being prepared meanwhile
+            flag = self.record_dir / f"crash-{inp.case.case_id}"
+            if flag.exists():
+                flag.unlink()
+                os._exit(1)
         results = [p if isinstance(p, ToolInputError) else None for p in prepared]
         todo = [i for i, p in enumerate(prepared) if not isinstance(p, ToolInputError)]
         if todo:
@@ -361,10 +366,39 @@ def test_staged_tool_is_pipelined_prepare_overlaps_the_model(ray_session, record
         runner.close()
 
 
+def test_pipelined_actor_killed_on_the_model_while_the_next_call_is_prepared(ray_session, record_dir):
+    """Concurrent callers, a staged tool, the actor killed in `infer` while other calls are queued
+    or being prepared: every request completes, with the answers the tool gives in-process."""
+    StagedTinyLabsTool.INFER_S = 0.3
+    runner = RayRunner(tool_names=["staged"], tool_factory=StagedFactory(str(record_dir)), max_wait_ms=5,
+                       request_timeout_s=90, max_retries=2)
+    try:
+        runner.warmup()
+        (record_dir / "crash-case-23").touch()
+        results: dict[int, list] = {}
+
+        def client(t: int) -> None:
+            results[t] = [runner.run([("staged", CaseInput(case=make_case(10 * t + k)))])[0] for k in range(4)]
+
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=180)
+        assert not (record_dir / "crash-case-23").exists()  # the actor really died on it
+        local = StagedTinyLabsTool(str(record_dir))
+        for t in range(4):
+            for k in range(4):
+                (want,) = local.batch([CaseInput(case=make_case(10 * t + k))])
+                assert_same(results[t][k], want)
+    finally:
+        runner.close()
+
+
 # ---- the batching policy, without Ray ----------------------------------------------------------
 
 def _collect(queued: list[int], expect: int, max_batch: int = 32, max_wait_s: float = 60.0,
-             late: list[tuple[float, int]] = ()) -> list[int]:
+             late: list[tuple[float, int]] = (), wait: bool = True) -> list[int]:
     """Sizes of the calls collect_batch takes from a queue holding calls of `queued` sizes, with
     calls (delay, size) arriving `late`."""
     import asyncio
@@ -374,7 +408,7 @@ def _collect(queued: list[int], expect: int, max_batch: int = 32, max_wait_s: fl
     async def go():
         q = _CallQueue()
         for n in queued:
-            q.put(list(range(n)))
+            q.put(list(range(n)), wait=wait)
         for delay, n in late:
             asyncio.get_running_loop().call_later(delay, q.put, list(range(100, 100 + n)))
         # the guard: a policy that waited out max_wait_s (60 s) would trip it
@@ -395,6 +429,8 @@ def test_batch_takes_what_is_queued_and_waits_for_as_many_calls_as_last_time():
     assert _collect([4], expect=1, late=[(0.05, 4)]) == [4]
     # a call that does not fit stays queued whole, for the next batch
     assert _collect([20, 20], expect=1) == [20]
+    # a coalescing driver's call (wait=False) is not held for the next one, whatever the expectation
+    assert _collect([4], expect=3, late=[(0.05, 4)], wait=False) == [4]
 
 
 def test_batch_wait_is_bounded_by_max_wait_when_callers_do_not_come_back():
@@ -420,7 +456,7 @@ class _FakeActor:
         actor = self
 
         class _Method:
-            def remote(self, inputs):
+            def remote(self, inputs, **_kw):
                 ref = _FakeRef()
                 actor.sent.append((list(inputs), ref))
                 return ref

@@ -105,8 +105,10 @@ class _ToolServer:
         return {"batch_sizes": list(self._batch_sizes), "calls": self._calls, "busy_s": round(self._busy_s, 4),
                 "prepare_s": round(self._prepare_s, 4)}
 
-    async def run(self, inputs: list[CaseInput], isolate: bool = False) -> list[ToolResult]:
-        """Results for `inputs`, in order. `isolate` runs each input in a batch of its own (retries)."""
+    async def run(self, inputs: list[CaseInput], isolate: bool = False, gathered: bool = False) -> list[ToolResult]:
+        """Results for `inputs`, in order. `isolate` runs each input in a batch of its own (retries).
+        `gathered`: the caller already waited for its callers (a RayRunner's coalescer), so an idle
+        model does not hold this call waiting for others."""
         loop = asyncio.get_running_loop()
         self._calls += 1
         if isolate:
@@ -117,7 +119,7 @@ class _ToolServer:
         futures = [loop.create_future() for _ in inputs]
         items = list(zip(inputs, futures))
         for k in range(0, len(items), self._max_batch):  # a call larger than a batch goes in parts
-            self._queue.put(items[k:k + self._max_batch])
+            self._queue.put(items[k:k + self._max_batch], wait=not gathered)
         return list(await asyncio.gather(*futures))
 
     async def _batch_loop(self) -> None:
@@ -226,14 +228,15 @@ class _CallQueue:
         self._calls: deque[list] = deque()
         self._event = asyncio.Event()
 
-    def put(self, call: list) -> None:
-        self._calls.append(call)
+    def put(self, call: list, wait: bool = True) -> None:
+        """Queue a call; `wait=False`: a batch it starts does not wait for more callers."""
+        self._calls.append((call, wait))
         self._event.set()
 
     def head(self) -> list | None:
-        return self._calls[0] if self._calls else None
+        return self._calls[0][0] if self._calls else None
 
-    def pop(self) -> list:
+    def pop(self) -> tuple[list, bool]:
         return self._calls.popleft()
 
     async def wait(self, timeout_s: float | None = None) -> bool:
@@ -257,7 +260,10 @@ async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, ex
     """The calls of the next batch: wait for a first call, take every queued call that fits in
     `max_batch` inputs (calling `on_take(call)` as each is taken, e.g. to start preparing it), and
     keep taking while the model is `busy` with the previous batch; once it is free, wait (at most
-    `max_wait_s` from the first call) only while fewer than `expect` calls are in hand.
+    `max_wait_s` from the first call) only while fewer than `expect` calls are in hand, and only
+    for calls queued with `wait=True` (a RayRunner's calls are not: its coalescer already waited
+    for its callers, and holding one of its calls for the next would merge the two calls it keeps
+    alternating on the model).
 
     `expect` is how many calls the previous batch held. In steady state their callers come back,
     so waiting for more only idles the model, and waiting for fewer splits one wave of callers into
@@ -271,6 +277,7 @@ async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, ex
     await queue.wait()
     calls: list[list] = []
     n = 0
+    waitable = True
     deadline = loop.time() + max_wait_s
     expect = max(1, expect)
     while n < max_batch:
@@ -278,7 +285,9 @@ async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, ex
         if head is not None:
             if calls and n + len(head) > max_batch:
                 break  # the next batch's
-            calls.append(queue.pop())
+            call, wait = queue.pop()
+            calls.append(call)
+            waitable = waitable and wait
             n += len(head)
             if on_take is not None:
                 on_take(calls[-1])
@@ -289,7 +298,7 @@ async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, ex
             if not waiter.done():
                 waiter.cancel()
             continue
-        if len(calls) >= expect:
+        if len(calls) >= expect or not waitable:
             break
         left = deadline - loop.time()
         if left <= 0 or not await queue.wait(left):
@@ -396,7 +405,7 @@ class _Coalescer:
 
     def _send(self, ticket: _Ticket) -> None:  # under self._lock
         try:
-            ticket.ref = self._actor.run.remote(ticket.inputs)
+            ticket.ref = self._actor.run.remote(ticket.inputs, gathered=True)
             self._in_flight += 1
             self._in_flight_inputs += len(ticket.inputs)
             # a member's ray.get usually sees the answer first (and calls returned); this is the backstop
