@@ -35,24 +35,22 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_pools(text: str) -> dict[str, int]:
-    """'cxr=4,notes=2' -> {'cxr': 4, 'notes': 2}; names are checked against the runner's tools when it starts."""
-    pools: dict[str, int] = {}
-    for part in filter(None, (x.strip() for x in (text or "").split(","))):
-        name, sep, n = part.partition("=")
-        if not sep or not name.strip() or not n.strip().isdigit() or int(n) < 1:
-            raise argparse.ArgumentTypeError(f"pool sizes look like cxr=4,notes=2 (a tool, '=', a count >= 1); got {part!r}")
-        pools[name.strip()] = int(n)
-    return pools
+    """'cxr=4,notes=2' -> {'cxr': 4, 'notes': 2}, as an argparse type."""
+    from mmdx.tools.ray_runner import parse_pool_sizes
+
+    try:
+        return parse_pool_sizes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def check_pools(pools: dict[str, int]) -> None:
     """Exit with a clear message when a pool names no registered tool."""
-    from mmdx import tools as _tools  # noqa: F401 - fills the registry
-    from mmdx.core import registry
+    from mmdx.tools.ray_runner import unknown_pool_tools
 
-    unknown = sorted(set(pools) - set(registry.names()))
-    if unknown:
-        raise SystemExit(f"--ray-pools: unknown tool(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
+    problem = unknown_pool_tools(pools)
+    if problem:
+        raise SystemExit(f"--ray-pools: {problem}")
 
 
 def build_agent(args):

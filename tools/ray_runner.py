@@ -720,6 +720,27 @@ class RayRunner:
         return min(1.0, gpus / n_actors)
 
 
+def parse_pool_sizes(text: str) -> dict[str, int]:
+    """'cxr=4,notes=2' -> {'cxr': 4, 'notes': 2} (actors per tool); '' -> {}. Raises ValueError."""
+    pools: dict[str, int] = {}
+    for part in filter(None, (x.strip() for x in (text or "").split(","))):
+        name, sep, n = part.partition("=")
+        if not sep or not name.strip() or not n.strip().isdigit() or int(n) < 1:
+            raise ValueError(f"pool sizes look like cxr=4,notes=2 (a tool, '=', a count >= 1); got {part!r}")
+        pools[name.strip()] = int(n)
+    return pools
+
+
+def unknown_pool_tools(pools: dict[str, int]) -> str | None:
+    """A message naming the pools whose tool is not registered, or None."""
+    from mmdx import tools  # noqa: F401 - fills the registry
+
+    unknown = sorted(set(pools) - set(registry.names()))
+    if unknown:
+        return f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(registry.names())}"
+    return None
+
+
 def ensure_ray(address: str | None) -> bool:
     """Reuse this process's Ray, join `address` (or $MMDX_RAY_ADDRESS), or start a local one.
 
