@@ -237,15 +237,16 @@ def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, time
     return _summary([x for xs in lats for x in xs], wall, len(inputs), sum(oks))
 
 
-def _actor_delta(before: dict, after: dict, wall_s: float) -> dict:
-    """What the actors did during one mode: batches, remote calls, and time inside tool.batch."""
+def _actor_delta(before: dict, after: dict, wall_s: float, n_actors: int = 1) -> dict:
+    """What the actors did during one mode: batches, remote calls, and the model's time on batches
+    (busy fraction: the mean over the `n_actors` actors)."""
     sizes = after["batch_sizes"][len(before["batch_sizes"]):]
     busy = after["busy_s"] - before["busy_s"]
     prep = after["prepare_s"] - before["prepare_s"]
     n = sum(sizes)
     return {"mean_batch": round(float(np.mean(sizes)), 2) if sizes else 0.0, "max_batch": max(sizes, default=0),
             "remote_calls": after["calls"] - before["calls"],
-            "actor_busy_fraction": round(busy / wall_s, 3) if wall_s else 0.0,
+            "actor_busy_fraction": round(busy / wall_s / max(1, n_actors), 3) if wall_s else 0.0,
             "actor_ms_per_request": round(1000 * busy / n, 3) if n else 0.0,
             "prepare_ms_per_request": round(1000 * prep / n, 3) if n else 0.0}
 
@@ -353,6 +354,16 @@ def machine_info(device: str) -> dict:
     return info
 
 
+def _actor_shares(n_actors: int, device: str) -> tuple[float, float]:
+    """(CPUs, GPUs) per actor so that `n_actors` actors fit the running Ray cluster at once."""
+    import ray
+
+    res = ray.cluster_resources()
+    cpus = min(0.25, float(res.get("CPU", 1.0)) / max(1, n_actors))
+    gpus = float(res.get("GPU", 0.0)) / max(1, n_actors) if device.startswith("cuda") else 0.0
+    return round(cpus, 4), round(min(1.0, gpus), 4)
+
+
 def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
     device = resolve_device(cfg.device)
     num_gpus = None if device.startswith("cuda") else 0.0  # None: each actor asks for a share of the GPUs
@@ -374,14 +385,20 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
         warm = inputs[:cfg.warmup]
         tool.batch(warm)
         runners = {}
+        ray_modes = (("c_ray_unbatched", 1, True), ("d_ray_batched", cfg.max_batch_size, True),
+                     ("d_ray_unpipelined", cfg.max_batch_size, False))
+        # every mode's actors live at once (the rounds interleave them): split the cluster's CPUs and
+        # GPUs over all of them, or the last ones never get scheduled (3 modes x 4 actors x 0.25 GPU > 1 GPU)
+        cpus_each, gpus_each = _actor_shares(len(ray_modes) * cfg.pool_size, device)
+        report["placement"]["shares"] = {"num_cpus_per_actor": cpus_each, "num_gpus_per_actor": gpus_each}
         try:
-            for key, mbs, pipe in (("c_ray_unbatched", 1, True), ("d_ray_batched", cfg.max_batch_size, True),
-                                   ("d_ray_unpipelined", cfg.max_batch_size, False)):
+            for key, mbs, pipe in ray_modes:
                 runners[key] = RayRunner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
                                          max_wait_ms=cfg.max_wait_ms, address=cfg.address,
                                          request_timeout_s=cfg.timeout_s, tool_factory=factory,
-                                         torch_threads=cfg.torch_threads, num_gpus_per_actor=num_gpus,
-                                         prepare_threads=cfg.prepare_threads, pipeline=pipe)
+                                         torch_threads=cfg.torch_threads, num_cpus_per_actor=cpus_each,
+                                         num_gpus_per_actor=gpus_each, prepare_threads=cfg.prepare_threads,
+                                         pipeline=pipe)
                 report["placement"][key] = runners[key].warmup()["cxr"]
                 bench_clients(runners[key], "cxr", warm, cfg.clients, cfg.timeout_s)
             # Rounds interleave the modes, so a drift in the machine's speed (a shared VM's neighbours,
@@ -394,7 +411,7 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
                 for key, runner in runners.items():
                     before = runner.actor_stats()["cxr"]
                     r[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
-                    r[key].update(_actor_delta(before, runner.actor_stats()["cxr"], r[key]["wall_s"]))
+                    r[key].update(_actor_delta(before, runner.actor_stats()["cxr"], r[key]["wall_s"], cfg.pool_size))
                 # in-process at the batch size the Ray actors reached: what (d) costs beyond its batch size
                 same = max(1, int(round(r["d_ray_batched"]["mean_batch"])))
                 r["b_same_batch"] = bench_batched(tool, inputs, same) | {"batch": same}
