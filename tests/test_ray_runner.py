@@ -78,19 +78,24 @@ class TinyLabsTool:
             if (self.record_dir / f"slow-{cid}").exists():
                 time.sleep(30)
         results, todo = partition_runnable(self, inputs)
-        if todo:
-            x = torch.tensor([self.features(inputs[i].case) for i in todo], dtype=torch.float32, device=self.device)
-            with torch.no_grad():
-                logits, emb = self.net(x)  # (B, L), (B, hidden)
-            probs = torch.sigmoid(logits).cpu()
-            prov = Provenance(model_id="tiny-labs-test", weights_sha256="0" * 64, device=self.device)
-            for row, i in enumerate(todo):
-                results[i] = ClassifierOutput(
-                    tool=self.name, case_id=inputs[i].case.case_id, target="diagnoses",
-                    scores=tuple(LabelScore(label=lab, probability=float(p), threshold=0.5)
-                                 for lab, p in zip(DIAGNOSES, probs[row])),
-                    embedding=tuple(float(v) for v in emb[row].cpu()), provenance=prov)
+        self.classify(inputs, results, todo, [self.features(inputs[i].case) for i in todo])
         return results  # type: ignore[return-value]
+
+    def classify(self, inputs: list[CaseInput], results: list, todo: list[int], rows: list[list[float]]) -> None:
+        """Fill results[i] for i in `todo` from their feature rows: one forward pass."""
+        if not todo:
+            return
+        x = torch.tensor(rows, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            logits, emb = self.net(x)  # (B, L), (B, hidden)
+        probs = torch.sigmoid(logits).cpu()
+        prov = Provenance(model_id="tiny-labs-test", weights_sha256="0" * 64, device=self.device)
+        for row, i in enumerate(todo):
+            results[i] = ClassifierOutput(
+                tool=self.name, case_id=inputs[i].case.case_id, target="diagnoses",
+                scores=tuple(LabelScore(label=lab, probability=float(p), threshold=0.5)
+                             for lab, p in zip(DIAGNOSES, probs[row])),
+                embedding=tuple(float(v) for v in emb[row].cpu()), provenance=prov)
 
 
 class StagedTinyLabsTool(TinyLabsTool):
@@ -124,18 +129,7 @@ class StagedTinyLabsTool(TinyLabsTool):
                 os._exit(1)
         results = [p if isinstance(p, ToolInputError) else None for p in prepared]
         todo = [i for i, p in enumerate(prepared) if not isinstance(p, ToolInputError)]
-        if todo:
-            x = torch.tensor([prepared[i] for i in todo], dtype=torch.float32, device=self.device)
-            with torch.no_grad():
-                logits, emb = self.net(x)
-            probs = torch.sigmoid(logits).cpu()
-            prov = Provenance(model_id="tiny-labs-test", weights_sha256="0" * 64, device=self.device)
-            for row, i in enumerate(todo):
-                results[i] = ClassifierOutput(
-                    tool=self.name, case_id=inputs[i].case.case_id, target="diagnoses",
-                    scores=tuple(LabelScore(label=lab, probability=float(p), threshold=0.5)
-                                 for lab, p in zip(DIAGNOSES, probs[row])),
-                    embedding=tuple(float(v) for v in emb[row].cpu()), provenance=prov)
+        self.classify(inputs, results, todo, [prepared[i] for i in todo])
         time.sleep(self.INFER_S)
         self._record("infer", t0, len(inputs))
         return results

@@ -225,7 +225,7 @@ class _CallQueue:
     """The actor's queue of waiting calls (each a list of (input, future)), with a peek at the head."""
 
     def __init__(self):
-        self._calls: deque[list] = deque()
+        self._calls: deque[tuple[list, bool]] = deque()  # (call, wait)
         self._event = asyncio.Event()
 
     def put(self, call: list, wait: bool = True) -> None:
@@ -267,11 +267,8 @@ async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, ex
 
     `expect` is how many calls the previous batch held. In steady state their callers come back,
     so waiting for more only idles the model, and waiting for fewer splits one wave of callers into
-    small batches. Counting calls, not inputs, keeps a driver's pipelining: its coalescer sends two
-    calls that alternate on the model (one computing while the other's callers make their round
-    trip), and an actor that waited for inputs would hold the first until the second arrived and
-    run them as one. If fewer callers come back, the deadline ends the wait and the next
-    expectation drops to what arrived. Never waits longer than a fixed max_wait would.
+    small batches. If fewer come back, the deadline ends the wait and the next expectation drops to
+    what arrived. Never waits longer than a fixed max_wait would.
     """
     loop = asyncio.get_running_loop()
     await queue.wait()

@@ -102,7 +102,7 @@ def score(case_files: Sequence[Path], runner, db: str | Path, run_id: str, tools
         for f in case_files:
             have = done.get(str(f), set())
             missing = [] if ANY_TOOL in have else [t for t in tools if t not in have]
-            skipped += len(tools) - len(missing) if ANY_TOOL not in have else len(tools)
+            skipped += len(tools) - len(missing)
             if missing:
                 todo[str(f)] = missing
         pending = [Path(s) for s in todo]
