@@ -162,7 +162,7 @@ def check_placement(inputs: dict[str, list[CaseInput]], gpu_probs: dict) -> dict
     report: dict = {"cluster_resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}
     with RayRunner(tool_names=list(TOOLS), request_timeout_s=300) as runner:
         report["actors"] = runner.warmup(timeout_s=300)
-        report["gpu_share_per_actor"] = runner._num_gpus
+        report["gpu_share_per_actor"] = runner.gpu_share
         requests = [(n, i) for n in TOOLS for i in inputs[n]]
         outs = runner.run(requests, timeout_s=300)
         by_tool = {n: [o for (m, _), o in zip(requests, outs) if m == n] for n in TOOLS}
@@ -175,8 +175,7 @@ def check_placement(inputs: dict[str, list[CaseInput]], gpu_probs: dict) -> dict
         th = threading.Thread(target=lambda: got.extend(runner.run(many, timeout_s=300)))
         th.start()
         time.sleep(0.05)
-        victim = runner._pools["cxr"][0]
-        ray.kill(victim, no_restart=False)
+        runner.kill_actor("cxr", 0)
         th.join(timeout=330)
         kinds: dict[str, int] = {}
         for o in got:

@@ -389,6 +389,32 @@ def test_pipelined_actor_killed_on_the_model_while_the_next_call_is_prepared(ray
         runner.close()
 
 
+def test_actor_killed_from_outside_mid_batch_all_requests_complete(ray_session, record_dir):
+    """`kill_actor` (a crash, as Ray sees it) while the model holds a batch: every request is
+    answered, by the restarted actor, with what the tool gives in-process."""
+    runner = RayRunner(tool_names=["staged"], tool_factory=StagedFactory(str(record_dir)), request_timeout_s=90)
+    try:
+        runner.warmup()
+        requests = [("staged", CaseInput(case=make_case(i))) for i in range(6)]
+        got: list = []
+        th = threading.Thread(target=lambda: got.extend(runner.run(requests, timeout_s=90)))
+        th.start()
+        deadline = time.time() + 30
+        while time.time() < deadline and not (record_dir / "stages.jsonl").exists():
+            time.sleep(0.01)  # the first prepare has finished: the batch is on the model (0.3 s)
+        time.sleep(0.05)
+        runner.kill_actor("staged", 0)
+        th.join(timeout=120)
+        assert not th.is_alive() and len(got) == len(requests)
+        local = StagedTinyLabsTool(str(record_dir))
+        for (_, inp), out in zip(requests, got):
+            assert_same(out, local.batch([inp])[0])
+        stages = [json.loads(x) for x in (record_dir / "stages.jsonl").read_text().splitlines()]
+        assert len({s["t0"] for s in stages if s["stage"] == "prepare"}) > 1  # the batch really ran again
+    finally:
+        runner.close()
+
+
 # ---- the batching policy, without Ray ----------------------------------------------------------
 
 def _collect(queued: list[int], expect: int, max_batch: int = 32, max_wait_s: float = 60.0,

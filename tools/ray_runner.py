@@ -594,6 +594,16 @@ class RayRunner:
         """The size of every `tool.batch` call each started pool has made, actor by actor, concatenated."""
         return {name: st["batch_sizes"] for name, st in self.actor_stats(timeout_s).items()}
 
+    @property
+    def gpu_share(self) -> float:
+        """The GPUs each actor asks Ray for (a fraction where several share one; 0 on CPU)."""
+        return self._num_gpus
+
+    def kill_actor(self, tool: str, index: int = 0) -> None:
+        """Kill one of `tool`'s actors the way a crash would (Ray restarts it): fault injection for
+        checks and drills. Calls it held are retried or fail typed, as for any actor death."""
+        self._ray.kill(self._pool(tool)[index], no_restart=False)
+
     def actor_names(self) -> dict[str, list[str]]:
         return {n: [self._actor_name(n, i) for i in range(len(p))] for n, p in self._pools.items()}
 
