@@ -170,6 +170,16 @@ def batch_sizes(record_dir: Path) -> list[int]:
     return [json.loads(line)["size"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def run_clients(client, n: int, timeout_s: float) -> None:
+    """Run client(0..n-1) in n threads at once; fail if any is still running after `timeout_s`."""
+    threads = [threading.Thread(target=client, args=(t,), daemon=True) for t in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=timeout_s)
+    assert not any(th.is_alive() for th in threads), "a client hung"
+
+
 def assert_same(a, b) -> None:
     """Same typed result; probabilities to float32 rounding (batch shapes may change kernels)."""
     assert type(a) is type(b), (a, b)
@@ -229,12 +239,7 @@ def test_concurrent_clients_are_batched_together(runner, record_dir):
             out += runner.run([("tiny_labs", CaseInput(case=make_case(100 + t * per_thread + k)))])
         results[t] = out
 
-    threads = [threading.Thread(target=client, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=120)
-    assert not any(th.is_alive() for th in threads)
+    run_clients(client, n_threads, timeout_s=120)
     flat = [r for t in range(n_threads) for r in results[t]]
     assert len(flat) == n_threads * per_thread and all(isinstance(r, ClassifierOutput) for r in flat)
     # each client got its own answers back, though calls were merged
@@ -330,11 +335,7 @@ def test_staged_tool_is_pipelined_prepare_overlaps_the_model(ray_session, record
                 out += runner.run([("staged", CaseInput(case=make_case(10 * t + k, with_labs=(t, k) != (1, 1))))])
             results[t] = out
 
-        threads = [threading.Thread(target=client, args=(t,)) for t in range(n_threads)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(timeout=120)
+        run_clients(client, n_threads, timeout_s=120)
         got = [r for t in range(n_threads) for r in results[t]]
         local = StagedTinyLabsTool(str(record_dir / "local"))
         (record_dir / "local").mkdir()
@@ -374,11 +375,7 @@ def test_pipelined_actor_killed_on_the_model_while_the_next_call_is_prepared(ray
         def client(t: int) -> None:
             results[t] = [runner.run([("staged", CaseInput(case=make_case(10 * t + k)))])[0] for k in range(4)]
 
-        threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(timeout=180)
+        run_clients(client, 4, timeout_s=180)
         assert not (record_dir / "crash-case-23").exists()  # the actor really died on it
         local = StagedTinyLabsTool(str(record_dir))
         for t in range(4):
