@@ -415,7 +415,7 @@ def test_actor_killed_from_outside_mid_batch_all_requests_complete(ray_session, 
 # ---- the batching policy, without Ray ----------------------------------------------------------
 
 def _collect(queued: list[int], expect: int, max_batch: int = 32, max_wait_s: float = 60.0,
-             late: list[tuple[float, int]] = (), wait: bool = True) -> list[int]:
+             late: list[tuple[float, int]] = (), wait: bool = True, split_when_idle: bool = False) -> list[int]:
     """Sizes of the calls collect_batch takes from a queue holding calls of `queued` sizes, with
     calls (delay, size) arriving `late`."""
     import asyncio
@@ -429,7 +429,8 @@ def _collect(queued: list[int], expect: int, max_batch: int = 32, max_wait_s: fl
         for delay, n in late:
             asyncio.get_running_loop().call_later(delay, q.put, list(range(100, 100 + n)))
         # the guard: a policy that waited out max_wait_s (60 s) would trip it
-        calls = await asyncio.wait_for(collect_batch(q, max_batch, max_wait_s, expect), timeout=20)
+        calls = await asyncio.wait_for(collect_batch(q, max_batch, max_wait_s, expect, split_when_idle=split_when_idle),
+                                       timeout=20)
         return [len(c) for c in calls]
 
     return asyncio.run(go())
@@ -448,6 +449,14 @@ def test_batch_takes_what_is_queued_and_waits_for_as_many_calls_as_last_time():
     assert _collect([20, 20], expect=1) == [20]
     # a coalescing driver's call (wait=False) is not held for the next one, whatever the expectation
     assert _collect([4], expect=3, late=[(0.05, 4)], wait=False) == [4]
+
+
+def test_a_pipelined_idle_model_takes_half_the_queue_and_leaves_the_rest_to_be_prepared_meanwhile():
+    assert _collect([4, 4], expect=2, wait=False, split_when_idle=True) == [4]
+    assert _collect([1] * 32, expect=1, wait=False, split_when_idle=True) == [1] * 16
+    assert _collect([3, 1, 1, 1], expect=1, wait=False, split_when_idle=True) == [3]
+    assert _collect([5], expect=1, wait=False, split_when_idle=True) == [5]
+    assert _collect([4, 4], expect=2, wait=False) == [4, 4]  # unpipelined: one batch, as before
 
 
 def test_batch_wait_is_bounded_by_max_wait_when_callers_do_not_come_back():

@@ -129,7 +129,8 @@ class _ToolServer:
         while True:
             prepared: list[asyncio.Future] = []  # per taken call: its prepare, started as it is taken
             calls = await collect_batch(self._queue, self._max_batch, self._max_wait_s, self._expect,
-                                        busy=model_run, on_take=lambda call: prepared.append(self._start_prepare(call)))
+                                        busy=model_run, on_take=lambda call: prepared.append(self._start_prepare(call)),
+                                        split_when_idle=self._staged)
             self._expect = len(calls)
             parts = await asyncio.gather(*prepared)
             items = [(inp, fut, prep) for call, part in zip(calls, parts) for (inp, fut), prep in zip(call, part)
@@ -236,6 +237,9 @@ class _CallQueue:
     def head(self) -> list | None:
         return self._calls[0][0] if self._calls else None
 
+    def queued_inputs(self) -> int:
+        return sum(len(call) for call, _ in self._calls)
+
     def pop(self) -> tuple[list, bool]:
         return self._calls.popleft()
 
@@ -256,7 +260,8 @@ class _CallQueue:
 
 
 async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, expect: int,
-                        busy: "asyncio.Future | None" = None, on_take: Callable[[list], None] | None = None) -> list[list]:
+                        busy: "asyncio.Future | None" = None, on_take: Callable[[list], None] | None = None,
+                        split_when_idle: bool = False) -> list[list]:
     """The calls of the next batch: wait for a first call, take every queued call that fits in
     `max_batch` inputs (calling `on_take(call)` as each is taken, e.g. to start preparing it), and
     keep taking while the model is `busy` with the previous batch; once it is free, wait (at most
@@ -264,6 +269,11 @@ async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, ex
     for calls queued with `wait=True` (a RayRunner's calls are not: its coalescer already waited
     for its callers, and holding one of its calls for the next would merge the two calls it keeps
     alternating on the model).
+
+    `split_when_idle` (a pipelined actor): a model that is idle when the calls are taken takes the
+    first half of what is queued, and the rest waits to be prepared while that half runs. Taking it
+    all would put every closed-loop caller in one batch, and the model would then idle through
+    their round trip and the next decoding, batch after batch.
 
     `expect` is how many calls the previous batch held. In steady state their callers come back,
     so waiting for more only idles the model, and waiting for fewer splits one wave of callers into
@@ -277,10 +287,13 @@ async def collect_batch(queue: _CallQueue, max_batch: int, max_wait_s: float, ex
     waitable = True
     deadline = loop.time() + max_wait_s
     expect = max(1, expect)
+    idle_share = max_batch
+    if split_when_idle and (busy is None or busy.done()):
+        idle_share = -(-queue.queued_inputs() // 2)
     while n < max_batch:
         head = queue.head()
         if head is not None:
-            if calls and n + len(head) > max_batch:
+            if calls and (n + len(head) > max_batch or n >= idle_share):
                 break  # the next batch's
             call, wait = queue.pop()
             calls.append(call)
