@@ -16,12 +16,12 @@ import json
 import logging
 import operator
 import re
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, TypedDict
 
 from mmdx.core.case import Modality, PatientCase
+from mmdx.core.db import connect_durable
 from mmdx.core.errors import CaseValidationError, MmdxError
 from mmdx.core.labels import DIAGNOSES, HUMAN_NAMES
 from mmdx.agent import aggregate as agg
@@ -123,10 +123,7 @@ class ChatSession:
 
         self.agent = agent
         self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.db_path), check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = connect_durable(self.db_path, check_same_thread=False)
         self.checkpointer = SqliteSaver(self._conn)
         g = StateGraph(ChatState)
         g.add_node("respond", self._respond)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mmdx.core.case import PatientCase
 from mmdx.core.config import home
+from mmdx.core.db import connect_durable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -30,12 +31,7 @@ CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NU
 
 
 def connect(db: str | Path) -> sqlite3.Connection:
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(db))
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(SCHEMA)
-    return conn
+    return connect_durable(db, SCHEMA)
 
 
 def run(agent, case_files: list[Path], db: str | Path, run_id: str, params: dict | None = None, on_case=None) -> dict:

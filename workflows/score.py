@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 from mmdx.core.case import PatientCase
 from mmdx.core.config import home
+from mmdx.core.db import connect_durable
 from mmdx.core.errors import CaseValidationError
 from mmdx.core.tool import CaseInput, ClassifierOutput
 
@@ -46,12 +47,7 @@ CREATE TABLE IF NOT EXISTS tool_results (
 
 
 def connect(db: str | Path) -> sqlite3.Connection:
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(db), check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(SCHEMA)
-    return conn
+    return connect_durable(db, SCHEMA)
 
 
 def _now() -> str:
