@@ -94,6 +94,15 @@ class StagedTool(Protocol):
     def infer(self, inputs: list, prepared: list) -> list: ...
 
 
+def partition_prepared(prepared: list) -> tuple[list, list[int]]:
+    """For a StagedTool's `infer`: (results with each ToolInputError from `prepare` in place, else
+    None; indices of the prepared items to run). The twin of `partition_runnable`."""
+    from mmdx.core.errors import ToolInputError
+
+    results = [p if isinstance(p, ToolInputError) else None for p in prepared]
+    return results, [i for i, r in enumerate(results) if r is None]
+
+
 def describe(tool: type | object) -> str:
     """The tool's description for the LLM: first paragraph of its docstring + what it requires."""
     cls = tool if isinstance(tool, type) else type(tool)

@@ -43,7 +43,7 @@ import numpy as np
 from mmdx.core.case import ChestXray, Demographics, Modality, PatientCase
 from mmdx.core.errors import ToolInputError
 from mmdx.core.labels import IMAGING_FINDINGS
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, check_requires
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_prepared, partition_runnable
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +75,18 @@ class StandInCxrTool:
     def prepare(self, inputs: list[CaseInput]) -> list:
         from mmdx.models.featurize import featurize
 
-        prepared: list = []
-        for inp in inputs:
+        prepared, todo = partition_runnable(self, inputs)
+        for i in todo:
             try:
-                check_requires(self, inp.case)
-                prepared.append(featurize("cxr", inp.case, self.config))
+                prepared[i] = featurize("cxr", inputs[i].case, self.config)
             except ToolInputError as e:
-                prepared.append(e)
+                prepared[i] = e
         return prepared
 
     def infer(self, inputs: list[CaseInput], prepared: list) -> list[ClassifierOutput | ToolInputError]:
         from mmdx.models.inference import forward_items
 
-        results: list = [p if isinstance(p, ToolInputError) else None for p in prepared]
-        where = [i for i, p in enumerate(prepared) if not isinstance(p, ToolInputError)]
+        results, where = partition_prepared(prepared)
         items = [prepared[i] for i in where]
         if items:
             logits, embs = forward_items(self.model, "cxr", self.config, items, self.device)  # (N, L), (N, D)

@@ -24,7 +24,7 @@ ray = pytest.importorskip("ray")
 from mmdx.core.case import Demographics, Measurement, Modality, PatientCase  # noqa: E402
 from mmdx.core.errors import ToolInputError  # noqa: E402
 from mmdx.core.labels import DIAGNOSES  # noqa: E402
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_runnable  # noqa: E402
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_prepared, partition_runnable  # noqa: E402
 from mmdx.tools.ray_runner import RayRunner  # noqa: E402
 from mmdx.tools.runner import InProcessRunner, ToolFailure  # noqa: E402
 
@@ -127,8 +127,7 @@ class StagedTinyLabsTool(TinyLabsTool):
             if flag.exists():
                 flag.unlink()
                 os._exit(1)
-        results = [p if isinstance(p, ToolInputError) else None for p in prepared]
-        todo = [i for i, p in enumerate(prepared) if not isinstance(p, ToolInputError)]
+        results, todo = partition_prepared(prepared)
         self.classify(inputs, results, todo, [prepared[i] for i in todo])
         time.sleep(self.INFER_S)
         self._record("infer", t0, len(inputs))

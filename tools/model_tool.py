@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from mmdx.core.case import Modality
 from mmdx.core.errors import ToolInputError
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_runnable
+from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_prepared, partition_runnable
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ class ModelTool:
 
     def infer(self, inputs: list[CaseInput], prepared: list) -> list[ClassifierOutput | ToolInputError]:
         """Outputs for `inputs` from their `prepare`d items: one batched forward pass."""
-        results: list = [p if isinstance(p, ToolInputError) else None for p in prepared]
-        todo = [i for i, p in enumerate(prepared) if not isinstance(p, ToolInputError)]
+        results, todo = partition_prepared(prepared)
         if todo:
             preds = self.model.predict_items([prepared[i] for i in todo])
             prov = self.provenance()

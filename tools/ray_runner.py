@@ -123,7 +123,6 @@ class _ToolServer:
         return list(await asyncio.gather(*futures))
 
     async def _batch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         assert self._queue is not None
         model_run: asyncio.Future | None = None  # the batch on the model now
         while True:
