@@ -364,6 +364,15 @@ class _Ticket:
         self.ref = None
         self.error: BaseException | None = None
         self.returned = False  # the coalescer has counted this call's return
+        self._outs: list | None = None
+        self._outs_lock = threading.Lock()
+
+    def outputs(self, get: Callable[[], list]) -> list:
+        """The call's results, fetched and deserialised once for all its members (`get` raises as ray.get)."""
+        with self._outs_lock:
+            if self._outs is None:
+                self._outs = get()
+            return self._outs
 
 
 class _Coalescer:
@@ -555,7 +564,8 @@ class RayRunner:
                 if call.ticket is not None:  # the actor has answered: its coalescer may send the next call
                     call.ticket.owner.returned(call.ticket)
                 try:
-                    outs = ray.get(ref, timeout=max(1.0, left))
+                    fetch = lambda: ray.get(ref, timeout=max(1.0, left))  # noqa: E731
+                    outs = call.ticket.outputs(fetch) if call.ticket is not None else fetch()
                 except ray.exceptions.RayActorError as e:
                     if call.probe and isinstance(e, ray.exceptions.ActorUnavailableError):
                         delayed.append((time.monotonic() + _PROBE_EVERY_S, call))  # still restarting
