@@ -71,7 +71,7 @@ def build_agent(args):
 
 def demo_dir() -> Path:
     """The packaged demo cases (synthetic), copied to $MMDX_HOME/demo; returns the cases folder."""
-    from mmdx.core.data.cli import copy_demo
+    from mmdx.data.demo_cases import copy_demo
 
     out = home() / "demo"
     shutil.rmtree(out, ignore_errors=True)  # our own cache folder: no stale case from an older package

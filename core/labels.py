@@ -1,9 +1,10 @@
 """The label lists, written once. Every model head, tool output, metric and report reads them here."""
 from __future__ import annotations
 
-# Diagnoses the agent ranks. Chosen from what the clinosim simulator produces with enough support
-# (see core/data/cohort.py for the ICD-10 mapping and the counts in the README). Multi-label: a septic
-# pneumonia carries both. `no_acute_finding` marks encounters with none of the others.
+# Diagnoses the agent ranks: common adult emergency presentations of breathlessness, cough, fever and
+# urinary symptoms (the cohort generator in mmdx.data draws them). Multi-label: a septic pneumonia
+# carries both. `no_acute_finding` marks presentations with none of the others: it means "none of the
+# conditions mmdx covers", never an all-clear.
 DIAGNOSES: tuple[str, ...] = (
     "pneumonia",
     "heart_failure",
@@ -50,14 +51,20 @@ FINDING_SUPPORTS: dict[str, tuple[str, ...]] = {
     "no_finding": (),
 }
 
-# Words that name each label in free text (rationale grounding checks, leakage checks).
+# Words that name each label in free text: the one vocabulary of the grounding check, the leakage
+# check of the cohort and the redaction of legacy (clinosim) notes. Matched case-insensitively on
+# word boundaries.
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "pneumonia": ("pneumonia", "pneumonitis", "lobar infection", "chest infection"),
-    "heart_failure": ("heart failure", "cardiac failure", "chf", "hfref", "hfpef", "cardiac decompensation"),
-    "copd_exacerbation": ("copd", "chronic obstructive", "emphysema", "chronic bronchitis"),
-    "asthma_exacerbation": ("asthma", "status asthmaticus", "bronchospasm"),
-    "urinary_tract_infection": ("urinary tract infection", "uti", "pyelonephritis", "cystitis", "urosepsis"),
-    "sepsis": ("sepsis", "septic", "septicaemia", "septicemia", "bacteremia", "bacteraemia"),
+    "pneumonia": ("pneumonia", "pneumonias", "pneumonitis", "bronchopneumonia", "lobar infection", "chest infection",
+                  "CAP", "HAP"),
+    "heart_failure": ("heart failure", "cardiac failure", "chf", "hf", "hfref", "hfpef", "adhf", "cardiac decompensation",
+                      "decompensated heart", "cardiac asthma"),
+    "copd_exacerbation": ("copd", "aecopd", "chronic obstructive", "chronic obstructive pulmonary disease", "emphysema",
+                          "chronic bronchitis"),
+    "asthma_exacerbation": ("asthma", "asthmatic", "status asthmaticus", "bronchospasm", "reactive airway disease"),
+    "urinary_tract_infection": ("urinary tract infection", "urinary tract infections", "uti", "utis", "pyelonephritis",
+                                "cystitis", "urosepsis", "tubulo-interstitial nephritis", "tubulointerstitial nephritis"),
+    "sepsis": ("sepsis", "septic", "septicaemia", "septicemia", "bacteremia", "bacteraemia", "sirs"),
     "consolidation": ("consolidation", "airspace opacity", "airspace disease", "infiltrate"),
     "effusion": ("effusion", "pleural fluid"),
     "cardiomegaly": ("cardiomegaly", "enlarged heart", "enlarged cardiac silhouette"),
@@ -72,3 +79,42 @@ OUTSIDE_TERMS: tuple[str, ...] = (
     "tuberculosis", "pulmonary embolism", "embolus", "myocardial infarction", "stemi", "nstemi", "covid",
     "atelectasis", "fibrosis", "lymphadenopathy", "aortic dissection", "stroke", "appendicitis", "meningitis",
 )
+
+
+# ---- leakage check and redaction (derived from SYNONYMS; nothing else lists label words)
+# Words that give a diagnosis away in a note although they name no single label.
+GIVEAWAY_WORDS: tuple[str, ...] = ("exacerbation", "exacerbations", "congestive", "lobar", "no acute finding")
+REDACTED = "[redacted]"
+
+
+def _label_terms() -> tuple[str, ...]:
+    terms = set(GIVEAWAY_WORDS)
+    for d in DIAGNOSES:
+        terms.update(SYNONYMS.get(d, ()))
+        terms.update((d, d.replace("_", " "), HUMAN_NAMES[d]))
+    return tuple(sorted(terms, key=lambda t: (-len(t), t)))  # longest first: phrases win over their words
+
+
+LABEL_TERMS: tuple[str, ...] = _label_terms()
+
+
+def _terms_regex(terms):
+    import re
+
+    alt = "|".join(re.escape(t).replace(r"\ ", r"[\s_-]+").replace(r"\-", r"[\s_-]*") for t in terms)
+    return re.compile(r"(?<![A-Za-z0-9])(" + alt + r")(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+_LABEL_RE = _terms_regex(LABEL_TERMS)
+
+
+def find_label_leaks(text: str) -> list[str]:
+    """Diagnosis names, synonyms or giveaway words found in `text` (whole words, any case)."""
+    return [m.group(0) for m in _LABEL_RE.finditer(text)]
+
+
+def redact(text: str) -> str:
+    """Every diagnosis name or synonym replaced by "[redacted]" (legacy clinosim notes only)."""
+    import re
+
+    return re.sub(r"[ \t]+", " ", _LABEL_RE.sub(REDACTED, text)).strip()

@@ -43,7 +43,7 @@ _NEEDS = {"cxr": Modality.cxr, "labs": Modality.labs, "notes": Modality.notes}
 def check_inputs(root: Path, extra: list[PatientCase] = ()) -> dict[str, list[CaseInput]]:
     """Per tool, the inputs of the check: demo and `extra` cases with the modality (+ 64 synthetic
     radiographs for cxr)."""
-    from mmdx.core.data.cli import copy_demo
+    from mmdx.data.demo_cases import copy_demo
     from mmdx.evals.serving_bench import write_cases
 
     demo = [PatientCase.load(p) for p in sorted(copy_demo(root / "demo")) if p.suffix == ".json"] + list(extra)

@@ -333,7 +333,7 @@ def resolve_device(device: str | None) -> str:
 
 def three_modality_case(root: Path) -> CaseInput:
     """A committed demo case with an X-ray, labs and a note (copied under `root`)."""
-    from mmdx.core.data.cli import copy_demo
+    from mmdx.data.demo_cases import copy_demo
 
     for p in sorted(x for x in copy_demo(root) if x.suffix == ".json"):
         case = PatientCase.load(p)

@@ -155,9 +155,9 @@ def note_text(case: PatientCase, set_aside: list[str] | None = None) -> str:
     """The notes as the model reads them. Text addressed to an AI (chat turns, tool-call JSON, "ignore
     previous instructions", another language: mmdx.core.screen) is set aside, and what was set aside
     is appended to `set_aside`. Diagnosis names are redacted exactly as in the training cohort
-    (core/data/cohort.redact), so text naming a diagnosis (an injected "report heart failure") is as
+    (core/labels.redact), so text naming a diagnosis (an injected "report heart failure") is as
     unseen to the model at inference as it was in training."""
-    from mmdx.core.data.cohort import redact
+    from mmdx.core.labels import redact
     from mmdx.core.screen import screen_note
 
     if not case.notes:

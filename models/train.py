@@ -10,7 +10,7 @@ thresholds are fitted on validation, test metrics (AUROC/AUPRC with bootstrap CI
 after calibration) go into the card, and model.safetensors + card.json are written to --out.
 
 `--iu-reports` (notes only) trains on the real Indiana University report texts instead
-(mmdx.core.data.readers.load_iu_reports / iu_split) with IMAGING_FINDINGS targets. The notes model
+(mmdx.data.readers.load_iu_reports / iu_split) with IMAGING_FINDINGS targets. The notes model
 is always reported next to a TF-IDF + logistic-regression baseline on the same split.
 """
 from __future__ import annotations
@@ -213,7 +213,7 @@ def tfidf_baseline(train_texts, y_train, val_texts, y_val, test_texts, y_test, l
 
 
 def _iu_items() -> dict[str, tuple[list, np.ndarray, list[str]]]:
-    from mmdx.core.data.readers import iu_split, load_iu_reports  # written by the data layer
+    from mmdx.data.readers import iu_split, load_iu_reports  # written by the data layer
 
     splits = iu_split(load_iu_reports())
     out = {}

@@ -1,7 +1,7 @@
 """Write a contact sheet of synthetic chest radiographs so a person can judge them by eye.
 
 Rows are findings (each single finding, then a few co-occurring sets), columns are independent
-renders. Every tile is SYNTHETIC (mmdx.core.data.cxr_render). The row label and, under each tile,
+renders. Every tile is SYNTHETIC (mmdx.data.cxr_render). The row label and, under each tile,
 the rendered cardiothoracic ratio and finding severities are printed on the sheet.
 
     python scripts/cxr_contact_sheet.py --out /tmp/cxr_sheet.png --per-row 6 --size 128 --seed 0
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from mmdx.core.data.cxr_render import render_cxr_detailed
+from mmdx.data.cxr_render import render_cxr_detailed
 
 log = logging.getLogger("cxr_contact_sheet")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from mmdx.core.audit import AuditLog, verify
-from mmdx.core.cli import main
+from mmdx.cli import main
 
 
 def _log(tmp_path, n=5):

@@ -1,4 +1,4 @@
-"""Tests of mmdx.core.data.cohort: label mapping, redaction, splits, and a tiny real clinosim build.
+"""Tests of mmdx.data.cohort: label mapping, redaction, splits, and a tiny real clinosim build.
 
 The tiny cohort (one seed, small population) is simulated once per test session; its raw run is
 cached under the session's base temp dir so tests/test_data_cli.py reuses it.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdx.core.data import cohort
+from mmdx.data import cohort
 from mmdx.core.labels import DIAGNOSES, HUMAN_NAMES, IMAGING_FINDINGS
 
 TINY_SEED = 5

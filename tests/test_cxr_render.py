@@ -1,4 +1,4 @@
-"""Tests of the synthetic chest radiograph renderer (mmdx.core.data.cxr_render).
+"""Tests of the synthetic chest radiograph renderer (mmdx.data.cxr_render).
 
 Effect checks measure the rendered pixels (not the parameters) averaged over ~30 renders, so they
 fail if a finding stops showing; the separability check fails if a finding becomes trivially visible
@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from mmdx.core.data.cxr_render import load_anatomy, render_cxr, render_cxr_detailed
+from mmdx.data.cxr_render import load_anatomy, render_cxr, render_cxr_detailed
 from mmdx.core.labels import IMAGING_FINDINGS
 
 N = 30  # renders per group in the effect checks

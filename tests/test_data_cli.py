@@ -1,4 +1,4 @@
-"""Tests of `mmdx data` (core/data/cli.py): --help everywhere, build/stats on a tiny real simulation,
+"""Tests of `mmdx data` (data/cli.py): --help everywhere, build/stats on a tiny real simulation,
 and `data demo` writing cases that PatientCase.load accepts."""
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import pytest
 
 from mmdx.core.case import Modality, PatientCase
-from mmdx.core.cli import main as mmdx_main
-from mmdx.core.data import cohort
-from mmdx.core.data.cli import demo_dir, main
+from mmdx.cli import main as mmdx_main
+from mmdx.data import cohort
+from mmdx.data.cli import main
+from mmdx.data.demo_cases import demo_dir
 from mmdx.core.labels import DIAGNOSES
 
 from test_cohort import TINY_POP, TINY_SEED, tiny_raw
@@ -37,9 +38,9 @@ def test_import_forwards_argv_to_readers_cli(monkeypatch):
     import types
 
     seen = []
-    fake = types.ModuleType("mmdx.core.data.readers_cli")
+    fake = types.ModuleType("mmdx.data.readers_cli")
     fake.main = lambda argv=None: seen.append(argv) or 7
-    monkeypatch.setitem(sys.modules, "mmdx.core.data.readers_cli", fake)
+    monkeypatch.setitem(sys.modules, "mmdx.data.readers_cli", fake)
     assert main(["import", "mimic", "--root", "/x", "--help"]) == 7
     assert seen == [["mimic", "--root", "/x", "--help"]]
 

@@ -108,7 +108,7 @@ def test_unit_conversion_and_impossible_values_name_the_field():
 
 
 def test_case_validate_cli(tmp_path):
-    from mmdx.core.cli import main
+    from mmdx.cli import main
 
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"case_id": "g", "demographics": {"age": 40, "sex": "male"}, "notes": [{"text": "cough"}]}))

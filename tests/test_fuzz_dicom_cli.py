@@ -232,7 +232,7 @@ def test_valid_dicoms_read_the_first_frame_in_grey(tmp_path_factory, geometry):
 @pytest.fixture(scope="module")
 def xray_case():
     from mmdx.core.case import PatientCase
-    from mmdx.core.data.cli import demo_dir
+    from mmdx.data.demo_cases import demo_dir
 
     with_cxr = [c for c in map(PatientCase.load, sorted((demo_dir() / "cases").glob("*.json"))) if c.cxr is not None]
     return with_cxr[0]
@@ -307,7 +307,7 @@ def _guard(what: str):
 def world(tmp_path_factory):
     import mmdx.agent.cli
     import mmdx.agent.llm
-    import mmdx.core.data.cohort
+    import mmdx.data.cohort
     import mmdx.evals.agent_bench
     import mmdx.evals.cli
     import mmdx.evals.eval_run
@@ -315,7 +315,7 @@ def world(tmp_path_factory):
     import mmdx.models.train
     import uvicorn
     from mmdx.core.audit import AuditLog
-    from mmdx.core.data.cli import copy_demo
+    from mmdx.data.demo_cases import copy_demo
 
     root = tmp_path_factory.mktemp("cli")
     copy_demo(root / "demo")
@@ -366,7 +366,7 @@ def world(tmp_path_factory):
 
     guards = {
         (mmdx.agent.cli, "build_agent"): "the agent", (mmdx.agent.llm, "load_llm"): "the LLM",
-        (mmdx.core.data.cohort, "build_cohort"): "a data build", (mmdx.core.data.cohort, "select_demo"): "make-demo",
+        (mmdx.data.cohort, "build_cohort"): "a data build", (mmdx.data.cohort, "select_demo"): "make-demo",
         (mmdx.models.train, "run"): "training", (mmdx.evals.eval_run, "run"): "an eval run",
         (mmdx.evals.agent_bench, "bench"): "the agent benchmark", (uvicorn, "run"): "a web server",
         (mmdx.evals.gpu_check, "run_check"): "the GPU check", (mmdx.evals.gpu_check, "make_reference"): "the GPU reference",
@@ -386,7 +386,7 @@ def world(tmp_path_factory):
 def run_cli(argv: list[str], world, capsys) -> int:
     """The property: `main(argv)` returns 0, 1 or 2 or exits with one of them; anything else raises.
     Tokens such as "{good_case}" stand for the files `world` laid out."""
-    from mmdx.core.cli import main
+    from mmdx.cli import main
 
     argv = [world["files"].get(a, a) for a in argv]
     try:

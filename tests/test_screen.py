@@ -39,7 +39,7 @@ def test_clean_text_is_returned_unchanged():
 
 
 def test_no_false_positives_on_the_demo_notes():
-    from mmdx.core.data.cli import copy_demo
+    from mmdx.data.demo_cases import copy_demo
 
     with tempfile.TemporaryDirectory() as tmp:
         cases = [PatientCase.load(p) for p in copy_demo(Path(tmp)) if p.suffix == ".json"]
@@ -48,7 +48,7 @@ def test_no_false_positives_on_the_demo_notes():
 
 
 def test_no_false_positives_on_real_radiology_reports():
-    readers = pytest.importorskip("mmdx.core.data.readers")
+    readers = pytest.importorskip("mmdx.data.readers")
     try:
         reports = readers.load_iu_reports()
     except readers.DatasetNotFound as e:
@@ -59,7 +59,7 @@ def test_no_false_positives_on_real_radiology_reports():
 
 
 def test_notes_tool_reads_the_clean_note_and_says_what_it_set_aside():
-    from mmdx.core.data.cli import copy_demo
+    from mmdx.data.demo_cases import copy_demo
     from mmdx.core.tool import CaseInput
     from mmdx.tools import get
 

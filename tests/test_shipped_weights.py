@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmdx.core.case import PatientCase
-from mmdx.core.data.cli import copy_demo
+from mmdx.data.demo_cases import copy_demo
 from mmdx.core.errors import ModalityAbsent
 from mmdx.core.tool import CaseInput, ClassifierOutput
 from mmdx.models.card import load_card

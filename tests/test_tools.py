@@ -121,7 +121,7 @@ def test_tampered_weights_fail_typed_and_the_runner_reports_it(trained, tmp_path
 
 
 def test_cli_tool_and_tools_list(trained, capsys, tmp_path):
-    from mmdx.core.cli import main
+    from mmdx.cli import main
 
     cohort, dirs = trained
     f = sorted((cohort / "cases" / "test").glob("*.json"))[0]

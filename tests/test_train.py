@@ -159,7 +159,7 @@ def test_cxr_predict_corrupt_image_in_place(cohort, tmp_path):
 def test_iu_reports_wiring_with_baseline(tmp_path):
     """Real Indiana University report texts (packaged with torchxrayvision): the notes model and the
     TF-IDF baseline are evaluated on the same split and reported side by side."""
-    pytest.importorskip("mmdx.core.data.readers")
+    pytest.importorskip("mmdx.data.readers")
     out = tmp_path / "iu"
     assert main(["notes", "--iu-reports", "--config", "tiny", "--out", str(out), "--max-steps", "3"]) == 0
     card = load_card(out)

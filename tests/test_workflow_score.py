@@ -103,7 +103,7 @@ def test_cli_refuses_unknown_tools_missing_folders_and_bad_pools(tmp_path, capsy
 
 
 def test_cli_scores_the_demo_cases_with_the_shipped_models(tmp_path, capsys):
-    from mmdx.core.data.cli import copy_demo
+    from mmdx.data.demo_cases import copy_demo
 
     copy_demo(tmp_path / "demo")
     folder = tmp_path / "demo" / "cases"

@@ -3,20 +3,19 @@
     mmdx data build --population N --out DIR [--seed S | --seeds S1,S2..] [--workers K]
     mmdx data demo --out DIR
     mmdx data stats DIR
-    mmdx data make-demo DIR --dest core/data/demo   (maintainers: choose the committed demo cases)
-    mmdx data import ...            (delegates to mmdx.core.data.readers_cli)
+    mmdx data make-demo DIR --dest data/demo   (maintainers: choose the committed demo cases)
+    mmdx data import ...            (delegates to mmdx.data.readers_cli)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import shutil
 import sys
-from importlib import resources
 from pathlib import Path
 
-from mmdx.core.data import cohort
+from mmdx.data import cohort
+from mmdx.data.demo_cases import copy_demo, demo_dir  # noqa: F401 (demo_dir: re-exported for callers)
 from mmdx.core.labels import DIAGNOSES
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("make-demo", help="choose the demo cases from a built cohort (maintainers)",
                        description="Copy the demo cases (see cohort.DEMO_SPECS) from DIR's test split to DEST.")
     m.add_argument("dir", type=Path, help="built cohort directory")
-    m.add_argument("--dest", type=Path, required=True, help="where to write cases/ and images/ (core/data/demo)")
+    m.add_argument("--dest", type=Path, required=True, help="where to write cases/ and images/ (data/demo)")
     m.add_argument("--split", default="test", choices=cohort.SPLITS, help="split to choose from (default test)")
     sub.add_parser("import", help="read a real dataset into PatientCase files (see: mmdx data import --help)",
                    add_help=False)
@@ -100,31 +99,10 @@ def _print_stats(manifest: dict) -> None:
     print(f"sha256: {manifest.get('sha256', '')}")
 
 
-def demo_dir() -> Path:
-    """The packaged directory of committed demo cases."""
-    return Path(str(resources.files("mmdx.core.data") / "demo"))
-
-
-def copy_demo(out: Path) -> list[Path]:
-    """Copy the committed demo cases (cases/*.json) and images (images/*.png) to `out`."""
-    src = demo_dir()
-    written = []
-    for sub in ("cases", "images"):
-        for p in sorted((src / sub).glob("*")):
-            if p.is_file():
-                dst = Path(out) / sub / p.name
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(p, dst)
-                written.append(dst)
-    if not any(p.suffix == ".json" for p in written):
-        raise FileNotFoundError(f"no demo cases found under {src}")
-    return written
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "import":
-        from mmdx.core.data.readers_cli import main as readers_main
+        from mmdx.data.readers_cli import main as readers_main
 
         return int(readers_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)

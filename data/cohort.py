@@ -49,7 +49,7 @@ from pydantic import ValidationError
 
 from mmdx.core.case import CaseLabels, ChestXray, Demographics, Measurement, Note, PatientCase
 from mmdx.core.errors import MmdxError
-from mmdx.core.labels import DIAGNOSES, HUMAN_NAMES, IMAGING_FINDINGS
+from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS, REDACTED, find_label_leaks, redact  # noqa: F401 (find_label_leaks re-exported)
 from mmdx.core.units import canonical_variable
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,8 @@ CONVERSION_VERSION = 3  # 2: 4-h window, 2 values per variable, no SOAP notes; 3
 SPLITS = ("train", "val", "test")
 LABEL_SOURCE = "clinosim ground truth (synthetic)"
 MARKER = "_mmdx_complete.json"
-REDACTED = "[redacted]"
 
-# Defaults of `mmdx data build`, chosen from the measured yield (see core/data/demo/README.md).
+# Defaults of `mmdx data build`, chosen from the measured yield (see data/demo/README.md).
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
 DEFAULT_POPULATION = 4000
 
@@ -174,55 +173,7 @@ def labels_for(ground_truth: Sequence[str]) -> tuple[str, ...] | None:
 
 
 # ---------------------------------------------------------------- redaction of label names
-
-# Every name, abbreviation and common synonym of every label, matched case-insensitively on word
-# boundaries. The leakage test checks built cohorts against this same list plus the label strings.
-LABEL_SYNONYMS: tuple[str, ...] = (
-    # pneumonia
-    "pneumonia", "pneumonias", "pneumonitis", "bronchopneumonia", "CAP", "HAP", "lobar",
-    # heart failure
-    "heart failure", "cardiac failure", "CHF", "HF", "HFrEF", "HFpEF", "ADHF", "cardiac asthma",
-    "congestive", "decompensated heart",
-    # COPD
-    "COPD", "AECOPD", "chronic obstructive", "chronic obstructive pulmonary disease", "emphysema",
-    "chronic bronchitis",
-    # asthma
-    "asthma", "asthmatic", "status asthmaticus", "reactive airway disease",
-    # urinary tract infection
-    "urinary tract infection", "urinary tract infections", "UTI", "UTIs", "pyelonephritis",
-    "cystitis", "urosepsis", "tubulo-interstitial nephritis", "tubulointerstitial nephritis",
-    # sepsis
-    "sepsis", "septic", "septicemia", "septicaemia", "bacteremia", "bacteraemia", "SIRS",
-    # generic
-    "exacerbation", "exacerbations", "no acute finding",
-)
-
-
-def _forbidden_terms() -> list[str]:
-    terms = set(LABEL_SYNONYMS)
-    for d in DIAGNOSES:
-        terms.add(d)  # "heart_failure"
-        terms.add(d.replace("_", " "))  # "heart failure"
-        terms.add(HUMAN_NAMES[d])
-    return sorted(terms, key=len, reverse=True)  # longest first so phrases win over their words
-
-
-FORBIDDEN_TERMS: tuple[str, ...] = tuple(_forbidden_terms())
-_FORBIDDEN_RE = re.compile(
-    r"(?<![A-Za-z0-9])(" + "|".join(re.escape(t).replace(r"\ ", r"[\s_-]+") for t in FORBIDDEN_TERMS) + r")(?![A-Za-z0-9])",
-    re.IGNORECASE,
-)
-
-
-def find_label_leaks(text: str) -> list[str]:
-    """Label names or synonyms found in `text` (case-insensitive, whole words). Empty = clean."""
-    return [m.group(0) for m in _FORBIDDEN_RE.finditer(text)]
-
-
-def redact(text: str) -> str:
-    """Replace every label name / synonym with "[redacted]" and normalise whitespace."""
-    out = _FORBIDDEN_RE.sub(REDACTED, text)
-    return re.sub(r"[ \t]+", " ", out).strip()
+# One vocabulary (core/labels.SYNONYMS): `redact` and `find_label_leaks` live there.
 
 
 def _has_content(text: str) -> bool:
@@ -536,7 +487,7 @@ def _save_png(arr: np.ndarray, path: Path) -> bytes:
 def convert_raw(raw: Path, seed: int, out: Path, cfg: CohortConfig | None = None) -> dict:
     """Convert one cached simulation into case files and images under `out`. Returns counts:
     {"cases": {split: {label: n}}, "skipped": {...}, "unmodelled_variables": {...}, ...}."""
-    from mmdx.core.data.cxr_render import render_cxr
+    from mmdx.data.cxr_render import render_cxr
 
     cfg = cfg or CohortConfig()
     raw = Path(raw)

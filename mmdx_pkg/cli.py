@@ -11,7 +11,7 @@ import sys
 # subcommand -> (module:function taking argv, one-line help). The function parses its own argv.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mmdx.agent.cli:demo_main", "run the main job: the agent (or the tools) on a demo case"),
-    "data": ("mmdx.core.data.cli:main", "build the synthetic cohort, write demo cases, read real datasets"),
+    "data": ("mmdx.data.cli:main", "build the synthetic cohort, write demo cases, read real datasets"),
     "case": ("mmdx.core.case_cli:main", "validate patient case files"),
     "tools": ("mmdx.tools.cli:tools_main", "list the registered tools"),
     "tool": ("mmdx.tools.cli:tool_main", "run one tool on a case"),

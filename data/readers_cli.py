@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from mmdx.core.data import readers
+from mmdx.data import readers
 from mmdx.core.errors import CaseValidationError, CorruptInput
 
 
