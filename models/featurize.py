@@ -5,7 +5,7 @@
 
 - cxr: the image via mmdx.core.images.load_image (CorruptInput on a bad file), resized to
   config.image_size square, standardised per image (zero mean, unit variance).
-- labs: one token per measurement: index into VOCAB = sorted(VARIABLES), value normalised as
+- labs: one token per measurement: index into the model's `config.variables`, value normalised as
   (value - median) / IQR with statistics fitted on the training split (stored in the model card),
   time in hours since the case's first measurement. Longer series keep the most recent
   config.max_tokens measurements and say so in `notes`.
@@ -25,9 +25,8 @@ from mmdx.core.case import PatientCase
 from mmdx.core.errors import CorruptInput, ModalityAbsent
 from mmdx.core.images import load_image
 from mmdx.core.units import VARIABLES
-from mmdx.models.lab_transformer import N_DEMO, VOCAB
+from mmdx.models.lab_transformer import N_DEMO
 
-VAR_INDEX = {name: i for i, name in enumerate(VOCAB)}
 VALUE_CLIP = 20.0  # normalised values beyond +-20 IQRs are clipped (possible but extreme values)
 
 LabStats = dict[str, tuple[float, float]]  # variable -> (median, IQR), fitted on the training split
@@ -97,18 +96,23 @@ def fit_lab_stats(cases: list[PatientCase]) -> LabStats:
     return stats
 
 
-def lab_features(case: PatientCase, stats: LabStats, max_tokens: int, panel: tuple[str, ...] = ()) -> LabItem:
+def lab_features(case: PatientCase, stats: LabStats, max_tokens: int, panel: tuple[str, ...] = (),
+                 variables: tuple[str, ...] = ()) -> LabItem:
+    """`variables`: the model's vocabulary (index = position); measurements of any other variable
+    are not read and the item's notes say so. `panel` narrows what is read further."""
     if not case.measurements:
         raise ModalityAbsent(f"case {case.case_id} has no labs or vital signs", field="measurements")
     ms = sorted(case.measurements, key=lambda m: m.time)
     notes = []
-    if panel:
-        outside = sorted({m.variable for m in ms if m.variable not in panel})
-        ms = [m for m in ms if m.variable in panel]
-        if outside:
-            notes.append(f"not read (outside the model's panel): {', '.join(outside)}")
+    index = {name: i for i, name in enumerate(variables or sorted(VARIABLES))}
+    read = set(panel or index) & set(index)
+    outside = sorted({m.variable for m in ms if m.variable not in read})
+    if outside:
+        ms = [m for m in ms if m.variable in read]
+        notes.append(f"present, not read by this model: {', '.join(outside)}")
         if not ms:
-            raise ModalityAbsent(f"case {case.case_id} has no measurement of the model's panel ({', '.join(panel)})", field="measurements")
+            raise ModalityAbsent(f"case {case.case_id} has no measurement this model reads ({', '.join(sorted(read))})",
+                                 field="measurements")
     if len(ms) > max_tokens:
         notes.append(f"{len(ms)} measurements; kept the most recent {max_tokens}")
         ms = ms[-max_tokens:]
@@ -125,7 +129,7 @@ def lab_features(case: PatientCase, stats: LabStats, max_tokens: int, panel: tup
             med, iqr = (spec.lo + spec.hi) / 2, (spec.hi - spec.lo) / 4
         values.append((m.value - med) / iqr)
     return LabItem(
-        var_idx=np.array([VAR_INDEX[m.variable] for m in ms], dtype=np.int64),
+        var_idx=np.array([index[m.variable] for m in ms], dtype=np.int64),
         values=np.clip(np.array(values, dtype=np.float32), -VALUE_CLIP, VALUE_CLIP),
         times=np.array([(m.time - t0).total_seconds() / 3600.0 for m in ms], dtype=np.float32),
         demo=demo_vector(case),
@@ -198,7 +202,7 @@ def featurize(kind: str, case: PatientCase, config, lab_stats: LabStats | None =
     if kind == "labs":
         if lab_stats is None:
             raise ValueError("lab features need the training statistics (lab_stats)")
-        return lab_features(case, lab_stats, config.max_tokens, getattr(config, "panel", ()))
+        return lab_features(case, lab_stats, config.max_tokens, config.panel, config.variables)
     if kind == "notes":
         return note_features(case)
     raise ValueError(f"unknown model kind {kind!r}")

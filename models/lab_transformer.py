@@ -26,13 +26,15 @@ from mmdx.core.labels import DIAGNOSES
 from mmdx.core.units import VARIABLES
 from mmdx.models.transformer import Block
 
-VOCAB: tuple[str, ...] = tuple(sorted(VARIABLES))  # variable index = position in this tuple
 N_DEMO = 4  # demographic features: age / 100, female, male, other-or-unknown (see featurize.demo_vector)
 
 
 @dataclass
 class LabConfig:
-    n_vars: int = len(VOCAB)  # size of the variable vocabulary (sorted(VARIABLES))
+    # The variable vocabulary, in embedding order: variable index = position here. Recorded in the
+    # card, so adding a variable to core.units never changes what a trained model's indices mean.
+    # Empty = every variable core.units knows when the config is made.
+    variables: tuple[str, ...] = ()
     n_layer: int = 3  # transformer blocks
     n_head: int = 4  # attention heads
     n_embd: int = 64  # token width D
@@ -43,15 +45,20 @@ class LabConfig:
     max_tokens: int = 256  # longest series kept (the most recent measurements)
     dropout: float = 0.1  # dropout in blocks and embeddings
     labels: tuple[str, ...] = DIAGNOSES  # head outputs, in this order
-    # Variables the model reads (empty = every variable in VOCAB). The shipped default reads a panel
+    # Variables the model reads (empty = every variable in `variables`). The shipped default reads a panel
     # every presentation gets (vitals, blood count, basic chemistry, CRP): in the synthetic cohort,
     # WHICH disease-specific tests were ordered (BNP, blood gas, lactate) predicted the label with
     # AUROC up to 0.999 on its own, a shortcut the model must not learn.
     panel: tuple[str, ...] = ()
 
     def __post_init__(self):
+        self.variables = tuple(self.variables) or tuple(sorted(VARIABLES))
         self.labels = tuple(self.labels)
         self.panel = tuple(self.panel)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.variables)
 
 
 class Time2Vec(nn.Module):
@@ -100,7 +107,7 @@ class LabTransformer(nn.Module):
 
     def forward(
         self,
-        var_idx: torch.Tensor,  # (B, T) long, index into VOCAB
+        var_idx: torch.Tensor,  # (B, T) long, index into config.variables
         values: torch.Tensor,  # (B, T) float, normalised values
         times: torch.Tensor,  # (B, T) float, hours since the first measurement
         mask: torch.Tensor,  # (B, T) bool, True for real tokens

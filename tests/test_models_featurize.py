@@ -8,10 +8,12 @@ from PIL import Image
 from mmdx.core.case import PatientCase
 from mmdx.core.errors import CorruptInput, ModalityAbsent
 from mmdx.models.build import load_config
-from mmdx.models.featurize import (VAR_INDEX, collate, cxr_features, featurize, fit_lab_stats, lab_features,
+from mmdx.models.lab_transformer import LabConfig
+from mmdx.models.featurize import (collate, cxr_features, featurize, fit_lab_stats, lab_features,
                                    note_text)
 
 T0 = datetime(2024, 3, 1, 8, 0)
+VAR_INDEX = {v: i for i, v in enumerate(LabConfig().variables)}
 
 
 def _case(tmp_path, image=True, labs=True, notes=True, n_meas=4):
@@ -82,3 +84,12 @@ def test_missing_modality(tmp_path, kind, drop, field):
     with pytest.raises(ModalityAbsent) as e:
         featurize(kind, case, load_config(kind, "tiny"), {})
     assert e.value.field == field
+
+
+def test_labs_read_only_the_models_vocabulary_and_say_what_was_left(tmp_path):
+    case = _case(tmp_path)
+    item = lab_features(case, fit_lab_stats([case]), max_tokens=64, variables=("wbc", "sodium"))
+    assert item.var_idx.tolist() == [0, 0, 0, 0]  # wbc is index 0 of this vocabulary; temperature is not in it
+    assert any("present, not read by this model: temperature" in n for n in item.notes)
+    with pytest.raises(ModalityAbsent):
+        lab_features(case, {}, max_tokens=64, variables=("sodium",))

@@ -3,7 +3,9 @@ import torch
 
 from mmdx.core.labels import DIAGNOSES
 from mmdx.models.build import build_model, load_config
-from mmdx.models.lab_transformer import N_DEMO, VOCAB
+from mmdx.models.lab_transformer import N_DEMO, LabConfig
+
+VOCAB = LabConfig().variables
 
 torch.set_num_threads(1)
 
