@@ -74,6 +74,9 @@ VARIABLES: dict[str, VariableSpec] = {
         VariableSpec("platelets", "10^3/uL", 0, 3000, "lab", {"10^9/L": _scale(1), "K/uL": _scale(1)}, ("plt", "platelet_count")),
         VariableSpec("neutrophils", "%", 0, 100, "lab", {}, ("neutrophil_pct",)),
         VariableSpec("d_dimer", "ug/mL FEU", 0, 100, "lab", {"ng/mL FEU": _scale(0.001), "mg/L FEU": _scale(1)}, ("ddimer",)),
+        # ---- urinalysis (dipstick), specimen urine; ordinal codes, not concentrations
+        VariableSpec("urine_nitrite", "{pos}", 0, 1, "lab", {}, ("nitrite", "ua_nitrite", "urine_nitrites")),  # 0 negative, 1 positive
+        VariableSpec("urine_leukocyte_esterase", "{grade}", 0, 4, "lab", {}, ("leukocyte_esterase", "ua_leukocyte_esterase", "ua_le")),  # 0 neg, 1 trace, 2 1+, 3 2+, 4 3+
     ]
 }
 
