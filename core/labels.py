@@ -52,19 +52,20 @@ FINDING_SUPPORTS: dict[str, tuple[str, ...]] = {
 }
 
 # Words that name each label in free text: the one vocabulary of the grounding check, the leakage
-# check of the cohort and the redaction of legacy (clinosim) notes. Matched case-insensitively on
-# word boundaries.
+# check of the cohort and the redaction of legacy (clinosim) notes. Matched on word boundaries in any
+# case, except the abbreviations in CASE_SENSITIVE, which are ordinary words in lower case ("CAP" is
+# community-acquired pneumonia, "cap refill" is not).
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "pneumonia": ("pneumonia", "pneumonias", "pneumonitis", "bronchopneumonia", "lobar infection", "chest infection",
                   "CAP", "HAP"),
-    "heart_failure": ("heart failure", "cardiac failure", "chf", "hf", "hfref", "hfpef", "adhf", "cardiac decompensation",
+    "heart_failure": ("heart failure", "cardiac failure", "CHF", "HF", "HFrEF", "HFpEF", "ADHF", "cardiac decompensation",
                       "decompensated heart", "cardiac asthma"),
-    "copd_exacerbation": ("copd", "aecopd", "chronic obstructive", "chronic obstructive pulmonary disease", "emphysema",
+    "copd_exacerbation": ("COPD", "AECOPD", "chronic obstructive", "chronic obstructive pulmonary disease", "emphysema",
                           "chronic bronchitis"),
     "asthma_exacerbation": ("asthma", "asthmatic", "status asthmaticus", "bronchospasm", "reactive airway disease"),
-    "urinary_tract_infection": ("urinary tract infection", "urinary tract infections", "uti", "utis", "pyelonephritis",
+    "urinary_tract_infection": ("urinary tract infection", "urinary tract infections", "UTI", "UTIs", "pyelonephritis",
                                 "cystitis", "urosepsis", "tubulo-interstitial nephritis", "tubulointerstitial nephritis"),
-    "sepsis": ("sepsis", "septic", "septicaemia", "septicemia", "bacteremia", "bacteraemia", "sirs"),
+    "sepsis": ("sepsis", "septic", "septicaemia", "septicemia", "bacteremia", "bacteraemia", "SIRS"),
     "consolidation": ("consolidation", "airspace opacity", "airspace disease", "infiltrate"),
     "effusion": ("effusion", "pleural fluid"),
     "cardiomegaly": ("cardiomegaly", "enlarged heart", "enlarged cardiac silhouette"),
@@ -83,6 +84,7 @@ OUTSIDE_TERMS: tuple[str, ...] = (
 
 # ---- leakage check and redaction (derived from SYNONYMS; nothing else lists label words)
 # Words that give a diagnosis away in a note although they name no single label.
+CASE_SENSITIVE: frozenset[str] = frozenset({"CAP", "HAP", "HF", "SIRS"})
 GIVEAWAY_WORDS: tuple[str, ...] = ("exacerbation", "exacerbations", "congestive", "lobar", "no acute finding")
 REDACTED = "[redacted]"
 
@@ -101,8 +103,12 @@ LABEL_TERMS: tuple[str, ...] = _label_terms()
 def _terms_regex(terms):
     import re
 
-    alt = "|".join(re.escape(t).replace(r"\ ", r"[\s_-]+").replace(r"\-", r"[\s_-]*") for t in terms)
-    return re.compile(r"(?<![A-Za-z0-9])(" + alt + r")(?![A-Za-z0-9])", re.IGNORECASE)
+    def pattern(t: str) -> str:
+        body = re.escape(t).replace(r"\ ", r"[\s_-]+").replace(r"\-", r"[\s_-]*")
+        return body if t in CASE_SENSITIVE else f"(?i:{body})"
+
+    alt = "|".join(pattern(t) for t in terms)
+    return re.compile(r"(?<![A-Za-z0-9])(" + alt + r")(?![A-Za-z0-9])")
 
 
 _LABEL_RE = _terms_regex(LABEL_TERMS)

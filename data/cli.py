@@ -1,6 +1,8 @@
-"""`mmdx data`: build the synthetic cohort, copy the demo cases, print cohort counts, import real data.
+"""`mmdx data`: build the synthetic cohort, audit it, copy the demo cases, print counts, import real data.
 
-    mmdx data build --population N --out DIR [--seed S | --seeds S1,S2..] [--workers K]
+    mmdx data build --out DIR [--seed S | --seeds S1,S2..] [--population N] [--start D --end D] [--workers K]
+                    [--source ed|clinosim] [--note-style ed|case_report]
+    mmdx data audit DIR [--json FILE]   (the realism audit: artefact probes and plain baselines)
     mmdx data demo --out DIR
     mmdx data stats DIR
     mmdx data make-demo DIR --dest data/demo   (maintainers: choose the committed demo cases)
@@ -45,17 +47,33 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmdx data", description="Synthetic cohort, demo cases, real-data import.")
     sub = p.add_subparsers(dest="cmd", required=True)
     default_seeds = ",".join(str(s) for s in cohort.DEFAULT_SEEDS)
-    b = sub.add_parser("build", help="simulate with clinosim and convert to PatientCase files",
-                       description="Simulate with clinosim (one process per seed, cached under OUT/raw) "
-                                   "and convert inpatient/ED encounters into PatientCase files under OUT/cases.")
-    b.add_argument("--seed", type=int, help="one simulator seed (shorthand for --seeds S)")
-    b.add_argument("--seeds", type=_seed_list, help=f"comma-separated simulator seeds (default {default_seeds})")
+    b = sub.add_parser("build", help="generate the synthetic ED cohort as PatientCase files",
+                       description="Generate adult emergency-department presentations calibrated to published "
+                                   "diagnostic accuracy (synthetic; one process per seed) and write them as "
+                                   "PatientCase files under OUT/cases/{train,val,test}. --source clinosim runs the "
+                                   "legacy simulator conversion instead (cached under OUT/raw).")
+    b.add_argument("--seed", type=int, help="one seed (shorthand for --seeds S)")
+    b.add_argument("--seeds", type=_seed_list, help=f"comma-separated seeds (default {default_seeds})")
     b.add_argument("--population", type=_positive, default=cohort.DEFAULT_POPULATION,
                    help=f"catchment population per seed (default {cohort.DEFAULT_POPULATION})")
     b.add_argument("--out", type=Path, required=True, help="output directory")
-    b.add_argument("--workers", type=_positive, default=2, help="simulator processes at once (default 2)")
-    b.add_argument("--start", default="2024-01-01", help="simulation start date (default 2024-01-01)")
-    b.add_argument("--end", default="2024-12-31", help="simulation end date (default 2024-12-31)")
+    b.add_argument("--workers", type=_positive, default=2, help="processes at once, one seed each (default 2)")
+    b.add_argument("--start", default=cohort.DEFAULT_START, help=f"first arrival date (default {cohort.DEFAULT_START})")
+    b.add_argument("--end", default=cohort.DEFAULT_END, help=f"last arrival date (default {cohort.DEFAULT_END})")
+    b.add_argument("--source", default="ed", choices=cohort.SOURCES,
+                   help="ed: the literature-calibrated generator (default); clinosim: the legacy simulator")
+    b.add_argument("--note-style", default="ed", choices=cohort.NOTE_STYLES,
+                   help="phrasing of the notes: ed charts (default, what models train on) or case_report prose "
+                        "(held out: for robustness evaluations)")
+    a = sub.add_parser("audit", help="the realism audit of a built cohort (artefact probes, plain baselines)",
+                       description="Fit plain models on DIR's train split and report, on its test split, macro "
+                                   "AUROC with bootstrap CIs for each artefact probe (values shuffled, template "
+                                   "shape, measurement count, note length...), each modality alone and all "
+                                   "together, against the targets of the realism audit.")
+    a.add_argument("dir", type=Path, help="built cohort directory")
+    a.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
+    a.add_argument("--boot", type=_positive, default=200, help="bootstrap resamples for the CIs (default 200)")
+    a.add_argument("--probes-only", action="store_true", help="only the artefact probes (fast)")
     d = sub.add_parser("demo", help="copy the committed demo cases and images",
                        description="Copy the small committed synthetic demo cases (and their X-ray PNGs) to OUT.")
     d.add_argument("--out", type=Path, required=True, help="output directory")
@@ -94,7 +112,8 @@ def _print_stats(manifest: dict) -> None:
     for d in DIAGNOSES:
         print(f"{d:<26}" + "".join(f"{counts[s].get(d, 0):>8}" for s in cohort.SPLITS))
     print(f"{'cases':<26}" + "".join(f"{manifest['cases_per_split'][s]:>8}" for s in cohort.SPLITS))
-    print(f"skipped: {json.dumps(manifest.get('skipped', {}), sort_keys=True)}")
+    if manifest.get('skipped'):
+        print(f"skipped: {json.dumps(manifest['skipped'], sort_keys=True)}")
     print(f"modalities: {json.dumps(manifest.get('modalities', {}), sort_keys=True)}")
     print(f"sha256: {manifest.get('sha256', '')}")
 
@@ -111,8 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds and args.seed is not None:
             seeds = list(dict.fromkeys([args.seed, *args.seeds]))
         logging.getLogger("mmdx").setLevel(logging.INFO)
-        manifest = cohort.build_cohort(args.out, seeds, args.population, args.start, args.end, args.workers)
+        manifest = cohort.build_cohort(args.out, seeds, args.population, args.start, args.end, args.workers,
+                                       source=args.source, note_style=args.note_style)
         _print_stats(manifest)
+        return 0
+    if args.cmd == "audit":
+        from mmdx.data.audit import run_audit
+
+        report = run_audit(args.dir, n_boot=args.boot, probes_only=args.probes_only)
+        print(report.text())
+        if args.json:
+            args.json.write_text(report.model_dump_json(indent=2) + "\n")
         return 0
     if args.cmd == "demo":
         written = copy_demo(args.out)

@@ -11,12 +11,11 @@ from mmdx.cli import main as mmdx_main
 from mmdx.data import cohort
 from mmdx.data.cli import main
 from mmdx.data.demo_cases import demo_dir
-from mmdx.core.labels import DIAGNOSES
-
-from test_cohort import TINY_POP, TINY_SEED, tiny_raw
+from mmdx.core.labels import DIAGNOSES, find_label_leaks
 
 
-@pytest.mark.parametrize("sub", ["build", "demo", "stats"])
+
+@pytest.mark.parametrize("sub", ["build", "demo", "stats", "audit"])
 def test_help_on_every_subcommand(sub, capsys):
     with pytest.raises(SystemExit) as e:
         main([sub, "--help"])
@@ -46,19 +45,23 @@ def test_import_forwards_argv_to_readers_cli(monkeypatch):
 
 
 def test_bad_arguments_are_rejected(capsys):
-    for argv in (["build", "--out", "x", "--seeds", "1,a"], ["build", "--out", "x", "--population", "0"], ["build"]):
+    for argv in (["build", "--out", "x", "--seeds", "1,a"], ["build", "--out", "x", "--population", "0"], ["build"],
+                 ["build", "--out", "x", "--source", "nope"], ["build", "--out", "x", "--note-style", "poem"]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2
     assert main(["stats", "/nonexistent/cohort"]) == 2
 
 
-def test_build_then_stats_on_a_tiny_simulation(tmp_path_factory, tmp_path, capsys):
-    root = tiny_raw(tmp_path_factory)  # reuse the session's cached raw simulation
-    (tmp_path / "raw").symlink_to(root / "raw", target_is_directory=True)
-    assert main(["build", "--seed", str(TINY_SEED), "--population", str(TINY_POP), "--out", str(tmp_path), "--workers", "1"]) == 0
+def test_build_then_stats_on_a_small_cohort(tmp_path, capsys):
+    assert main(["build", "--seed", "3", "--population", "400", "--out", str(tmp_path), "--workers", "1",
+                 "--start", "2025-01-01", "--end", "2025-06-30"]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["params"]["seeds"] == [TINY_SEED] and manifest["clinosim_version"] == cohort.clinosim_version()
+    assert manifest["params"] == {"seeds": [3], "population": 400, "start": "2025-01-01", "end": "2025-06-30"}
+    assert manifest["source"] == "ed" and sum(manifest["cases_per_split"].values()) > 30
+    cases = list(cohort.iter_cases(tmp_path))
+    assert all(c.origin.startswith("synthetic: mmdx-ed") for c in cases)
+    assert all("2025-01-01" <= c.notes[0].time.date().isoformat() <= "2025-06-30" for c in cases)
     capsys.readouterr()
     assert main(["stats", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -80,7 +83,7 @@ def test_demo_writes_valid_cases(tmp_path, capsys):
         if case.cxr is not None:
             assert case.image_path().is_file(), case.case_id
         for note in case.notes:
-            assert not cohort.find_label_leaks(note.text)
+            assert not find_label_leaks(note.text)
         seen_modalities.add(case.modalities)
     assert frozenset({Modality.cxr, Modality.labs, Modality.notes}) in seen_modalities
     assert frozenset({Modality.cxr}) in seen_modalities and frozenset({Modality.notes}) in seen_modalities

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdx.data import cohort
+from mmdx.data import clinosim_source as cohort
 from mmdx.core.labels import DIAGNOSES, HUMAN_NAMES, IMAGING_FINDINGS
 
 TINY_SEED = 5
