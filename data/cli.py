@@ -4,7 +4,7 @@
     mmdx data demo --out DIR
     mmdx data stats DIR
     mmdx data make-demo DIR --dest data/demo   (maintainers: choose the committed demo cases)
-    mmdx data import ...            (delegates to mmdx.data.readers_cli)
+    mmdx data import ...            (delegates to mmdx.data.readers.cli)
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _print_stats(manifest: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "import":
-        from mmdx.data.readers_cli import main as readers_main
+        from mmdx.data.readers.cli import main as readers_main
 
         return int(readers_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)

@@ -15,7 +15,7 @@ import pytest
 from mmdx.core.case import PatientCase
 from mmdx.data import readers
 from mmdx.data.readers import MalformedRow, ReadReport
-from mmdx.data.readers_cli import main
+from mmdx.data.readers.cli import main
 from mmdx.core.errors import CaseValidationError
 from mmdx.core.images import load_image
 from mmdx.core.labels import IMAGING_FINDINGS
