@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmdx.core.case import PatientCase
-from mmdx.core.errors import ToolInputError
+from mmdx.core.errors import DatasetLayoutError, ToolInputError
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
 from mmdx.models.build import KINDS, build_model, config_from_dict, config_to_dict, load_config
 from mmdx.models.calibration import apply_temperature, ece, evaluate, fit_temperature, fit_thresholds, nll
@@ -52,7 +52,9 @@ DEFAULT_EPOCHS = {"cxr": 20, "labs": 30, "notes": 3}
 def load_split(data_dir: Path, split: str) -> list[PatientCase]:
     folder = Path(data_dir) / "cases" / split
     if not folder.is_dir():
-        raise FileNotFoundError(f"no {split} split at {folder} (expected the layout of `mmdx data build`)")
+        from mmdx.data.readers.splits import layout_problem
+
+        raise DatasetLayoutError(layout_problem(data_dir) or f"no {split} split at {folder}")
     return [PatientCase.load(p) for p in sorted(folder.glob("*.json"))]
 
 
@@ -252,7 +254,7 @@ def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: in
         description = describe_data([c for s in SPLITS for c in cases[s]])
     for s in SPLITS:
         if len(split_data[s][0]) == 0:
-            raise ValueError(f"no {s} cases with the {kind} modality and labels in {data}")
+            raise DatasetLayoutError(f"no {s} cases with the {kind} modality and labels in {data}/cases/{s}/")
     (tr_items, tr_y, tr_ids), (va_items, va_y, va_ids), (te_items, te_y, te_ids) = (split_data[s] for s in SPLITS)
 
     model = build_model(kind, config)

@@ -206,8 +206,9 @@ def read_mimic_iv(root: str | Path, hadm_ids: Iterable[int] | None = None, *, le
     cases = []
     for hadm in sorted(by_hadm):
         ms = tuple(sorted(by_hadm[hadm], key=lambda m: (m.time, m.variable)))
-        age, sex = demo.get(hadm, (None, "unknown"))
-        origin = f"real: MIMIC-IV hadm_id {hadm} ({', '.join(sources)})"
+        age, sex, subject = demo.get(hadm, (None, "unknown", None))
+        who = f"subject_id {subject} " if subject is not None else ""
+        origin = f"real: MIMIC-IV {who}hadm_id {hadm} ({', '.join(sources)})"
         if age is None:
             origin += f"; age unknown (set to {UNKNOWN_AGE:g})"
         labels = None
@@ -228,8 +229,8 @@ def read_mimic_iv(root: str | Path, hadm_ids: Iterable[int] | None = None, *, le
     return cases
 
 
-def _mimic_demographics(hosp: Path, hadms: set[int]) -> dict[int, tuple[float | None, str]]:
-    """hadm_id -> (age at admission, sex). Malformed ids here raise even when lenient (they are keys)."""
+def _mimic_demographics(hosp: Path, hadms: set[int]) -> dict[int, tuple[float | None, str, int]]:
+    """hadm_id -> (age at admission, sex, subject_id). Malformed ids here raise even when lenient (they are keys)."""
     pat_path, adm_path = _find_csv(hosp, "patients"), _find_csv(hosp, "admissions")
     if not (pat_path and adm_path):
         return {}
@@ -252,7 +253,7 @@ def _mimic_demographics(hosp: Path, hadms: set[int]) -> dict[int, tuple[float | 
     for hadm, (subj, year) in adm.items():
         if subj in pats:
             anchor_age, anchor_year, sex = pats[subj]
-            out[hadm] = (float(min(120, max(0, anchor_age + year - anchor_year))), sex)
+            out[hadm] = (float(min(120, max(0, anchor_age + year - anchor_year))), sex, subj)
     return out
 
 
