@@ -226,6 +226,8 @@ class PatientCase(_Frozen):
     @model_validator(mode="after")
     def _times(self):
         times = [m.time for m in self.measurements]
+        if len({t.tzinfo is None for t in times}) > 1:
+            raise ValueError("measurement times mix times with and without a time zone; give every time a zone or none")
         if times and max(times) - min(times) > (datetime(2000, 1, 1) - datetime(1990, 1, 1)):
             raise ValueError("measurement times span more than 10 years; check the timestamps")
         return self

@@ -51,6 +51,10 @@ SPECIMEN_WORDS: dict[str, Specimen] = {
 # a variable measured in another specimen is another test: its name and LOINC, where mmdx knows it
 _PREFIX = {S.urine: "urine", S.csf: "csf", S.venous_blood: "venous"}
 
+# variables whose value means one thing without a unit (a heart rate of 112 is per minute); any other
+# needs its unit: glucose 5.5 could be mmol/L or (impossibly low) mg/dL
+UNIT_OPTIONAL = frozenset({"heart_rate", "respiratory_rate", "spo2", "ph", "urine_nitrite", "urine_leukocyte_esterase"})
+
 _NUMBER = re.compile(
     r"^\s*(?P<cmp><=|>=|≤|≥|<|>|less than|greater than)?\s*"
     r"(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+,\d{1,2}|\d+,\d{4,}|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
@@ -187,7 +191,7 @@ def read_entry(entry: dict) -> list[Reading]:
     test_code = (reading.test.loinc[0] if reading.test and reading.test.loinc else None) or \
         (code if isinstance(code, str) and code in TESTS_BY_LOINC else None)
     if reading.variable is None:
-        why = "no model input for this test" if reading.test else "no mmdx variable by this name"
+        why = "no model input for this test" if reading.test or test_code else "no mmdx variable by this name"
         return [_reading_other(entry, name, why, specimen or (reading.test.specimen if reading.test else None), test_code)]
     spec = VARIABLES[reading.variable]
     if specimen is not None and not _specimen_fits(spec, specimen):
@@ -224,9 +228,12 @@ def read_entry(entry: dict) -> list[Reading]:
         if rest and unit and rest.strip() != str(unit).strip():
             raise FieldValueError(f"value {value!r} names unit {rest!r} but the unit field says {unit!r}", field="unit")
         out["value"] = number
-        if rest or unit is None:
-            out["unit"] = rest if rest else spec.unit if spec.unit in ("pH", "{pos}", "{grade}") else unit
-    elif unit is None and spec.unit in ("pH", "{pos}", "{grade}"):
+        if rest:
+            out["unit"] = rest
+    if out.get("unit") is None:
+        if spec.name not in UNIT_OPTIONAL:
+            raise FieldValueError(f"{spec.name} needs a unit ({spec.unit} or another that converts); without one the "
+                                  "value could mean several things", field="unit")
         out["unit"] = spec.unit
     return [Reading(measurement=out)]
 
