@@ -117,9 +117,12 @@ def cache_frozen(encoder: NoteEncoder, items: list, config, device: str, batch: 
     for i in tqdm(range(0, len(items), batch), desc="cache frozen layers", mininterval=5):
         idx = order[i:i + batch]
         enc = collate("notes", [items[j] for j in idx], config)
-        h = encoder.frozen_hidden(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # (B, T, H)
-        for j, row, n in zip(idx, h, enc["attention_mask"].sum(1).tolist()):
-            out[j] = HiddenItem(row[:n].to("cpu", torch.float16))
+        h = encoder.frozen_hidden(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # (C, T, H)
+        owner = enc["chunk_owner"].tolist()  # cached training reads each note's first window; inference pools them all
+        first = [owner.index(k) for k in range(len(idx))]
+        for j, r in zip(idx, first):
+            n = int(enc["attention_mask"][r].sum())
+            out[j] = HiddenItem(h[r, :n].to("cpu", torch.float16))
     return out
 
 
