@@ -223,3 +223,21 @@ def test_qualitative_and_unread_results_are_kept_and_reach_the_answer():
     line = next(d for d in dx.degraded if d.startswith("present, not read by any model"))
     assert "WBC elevated" in line and "creatine kinase 2400 U/L" in line
     assert "present, not read by any model" in dx.summary()
+
+
+def test_the_readme_vignette_validates_as_the_readme_shows(capsys):
+    from mmdx.cli import main
+
+    f = "tests/fixtures/notation/vignette_case.json"
+    root = Path(__file__).resolve().parents[1]
+    import os
+
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["case", "validate", f]) == 0
+    finally:
+        os.chdir(here)
+    out = capsys.readouterr().out.strip()
+    readme = (root / "README.md").read_text()
+    assert out and out in readme, out
