@@ -159,6 +159,10 @@ def _affine(variable: str, unit: str) -> tuple[float, float]:
         if expr == "" and factor == 1.0:
             return 1.0, 0.0
         raise UnknownUnit(f"unknown unit {unit!r} for {variable}; accepted: {_accepted(spec)}")
+    if len(expr) > 40 or not re.fullmatch(r"[A-Za-z0-9 /^*.()_%-]*", expr):  # pint parses Python tokens: only unit text
+        raise UnknownUnit(f"unknown unit {unit!r} for {variable}; accepted: {_accepted(spec)}")
+    import tokenize
+
     import pint
 
     ureg = registry()
@@ -173,7 +177,8 @@ def _affine(variable: str, unit: str) -> tuple[float, float]:
         for cand in _bridges(ureg, spec, 1.0 * q):
             if cand.dimensionality == t.dimensionality:
                 return float((cand / t).to("dimensionless").magnitude), 0.0
-    except (pint.errors.PintError, AttributeError, TypeError, ValueError, SyntaxError, KeyError, AssertionError) as e:
+    except (pint.errors.PintError, AttributeError, TypeError, ValueError, SyntaxError, KeyError, AssertionError,
+            tokenize.TokenError, ZeroDivisionError, OverflowError, IndexError) as e:
         raise UnknownUnit(f"unknown unit {unit!r} for {variable}; accepted: {_accepted(spec)}") from e
     raise UnknownUnit(f"unit {unit!r} does not measure {variable} ({spec.unit}); accepted: {_accepted(spec)}")
 

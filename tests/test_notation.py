@@ -241,3 +241,16 @@ def test_the_readme_vignette_validates_as_the_readme_shows(capsys):
     out = capsys.readouterr().out.strip()
     readme = (root / "README.md").read_text()
     assert out and out in readme, out
+
+
+@settings(max_examples=400, deadline=None)
+@given(var=st.sampled_from(sorted(VARIABLES)), unit=st.one_of(st.text(max_size=12), st.sampled_from(
+    ["{", "(", "10^", "1e999/L", "/0", "mg/(dL", "**", "x10^", "K/", "°", "{beats", "mmHg^mmHg", "1/0/L", "__import__"])))
+def test_any_unit_text_converts_or_is_unknown(var, unit):
+    import math
+
+    try:
+        v = to_canonical(var, 1.0, unit)
+    except UnknownUnit:
+        return
+    assert math.isfinite(v)
