@@ -167,6 +167,11 @@ def read_entry(entry: dict) -> list[Reading]:
     """Read one measurement entry as written (see the module docstring). Blood pressure gives two
     readings; everything else one. Raises FieldValueError / AmbiguousSpecimen naming the field."""
     name = entry["variable"]
+    if not name.strip():
+        raise FieldValueError("empty variable name", field="variable")
+    if entry.get("specimen") is not None and not isinstance(entry["specimen"], str):
+        raise FieldValueError(f"specimen must be a word such as serum, urine or CSF, got {type(entry['specimen']).__name__}",
+                              field="specimen")
     value, unit = entry.get("value"), entry.get("unit")
     code = entry.get("code")
     if isinstance(code, str) and code in BY_LOINC and not canonical_variable(name):

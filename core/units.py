@@ -18,6 +18,7 @@ the vocabulary is written.
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 
@@ -176,7 +177,10 @@ def _affine(variable: str, unit: str) -> tuple[float, float]:
         t = ureg.parse_expression(_canonical_expression(spec) or "1")
         for cand in _bridges(ureg, spec, 1.0 * q):
             if cand.dimensionality == t.dimensionality:
-                return float((cand / t).to("dimensionless").magnitude), 0.0
+                scale = float((cand / t).to("dimensionless").magnitude)
+                if not math.isfinite(scale) or scale == 0:  # "1e999/L": a number, not a unit
+                    break
+                return scale, 0.0
     except (pint.errors.PintError, AttributeError, TypeError, ValueError, SyntaxError, KeyError, AssertionError,
             tokenize.TokenError, ZeroDivisionError, OverflowError, IndexError) as e:
         raise UnknownUnit(f"unknown unit {unit!r} for {variable}; accepted: {_accepted(spec)}") from e
