@@ -88,10 +88,7 @@ class Measurement(_Frozen):
         if not isinstance(data, dict) or not isinstance(data.get("variable"), str):
             return data  # the field validators report the type error
         spec = VARIABLES.get(data["variable"])
-        value = data.get("value")
-        fast = (spec is not None and data.get("specimen") is None and data.get("unit") == spec.unit
-                and isinstance(value, (int, float)) and not isinstance(value, bool))
-        if not fast:  # the common case (canonical name, unit, no specimen) skips the notation reader
+        if not _already_canonical(data):  # the common case (canonical name, unit, specimen) skips the notation reader
             readings = read_entry(data)
             if len(readings) > 1:
                 raise FieldValueError(f"{data['variable']} holds two values; a case splits it into systolic_bp and "
@@ -362,11 +359,19 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _already_canonical(entry: dict) -> bool:
+    """A canonical variable with a number in its canonical unit and a specimen of its own (or none)."""
+    spec = VARIABLES.get(entry.get("variable"))
+    value, specimen = entry.get("value"), entry.get("specimen")
+    return (spec is not None and entry.get("unit") == spec.unit and isinstance(value, (int, float))
+            and not isinstance(value, bool) and (specimen is None or specimen in spec.specimens))
+
+
 def _route_measurements(data: dict) -> tuple[dict, list[int]]:
     """`data` with its measurements read as written: (new data, the input index of each measurement)."""
     measurements, origin, others, problems = [], [], [], []
     for i, entry in enumerate(data["measurements"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("variable"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("variable"), str) or _already_canonical(entry):
             measurements.append(entry)  # pydantic reports the type error
             origin.append(i)
             continue
