@@ -76,10 +76,10 @@ _WHOLE: dict[str, str] = {
     "%": "percent", "pct": "percent", "percent": "percent", "fraction": "", "ratio": "", "l/l": "",
     "bpm": "1/min", "/min": "1/min", "min-1": "1/min", "min^-1": "1/min", "per min": "1/min", "per minute": "1/min",
     "beats/min": "1/min", "beats per minute": "1/min", "b/min": "1/min", "breaths/min": "1/min", "br/min": "1/min",
-    "breaths per minute": "1/min", "insp/min": "1/min", "/m": "1/min",
+    "breaths per minute": "1/min", "insp/min": "1/min",
     "mmhg": "mmHg", "mm hg": "mmHg", "mm[hg]": "mmHg", "torr": "mmHg",
     "k/ul": "1e3/uL", "k/mm3": "1e3/mm^3", "thou/ul": "1e3/uL", "thou/mm3": "1e3/mm^3", "thou/cumm": "1e3/mm^3",
-    "x1000/ul": "1e3/uL", "g/l_cells": "1e9/L", "m/ul": "1e6/uL", "mil/ul": "1e6/uL",
+    "x1000/ul": "1e3/uL", "m/ul": "1e6/uL", "mil/ul": "1e6/uL",
     "lakh/mm3": "1e5/mm^3", "lakhs/mm3": "1e5/mm^3", "lakh/cumm": "1e5/mm^3", "lakhs/cumm": "1e5/mm^3",
     "lb": "lb", "lbs": "lb", "pound": "lb", "pounds": "lb", "[lb_av]": "lb", "kgs": "kg", "kilograms": "kg",
     "iu/l": "IU/L", "u/l": "U/L", "[iu]/l": "IU/L", "units/l": "U/L", "mu/ml": "U/L",
@@ -129,7 +129,6 @@ def unit_expression(unit: str, variable: str | None = None) -> tuple[str, float]
     s = s.replace("[iU]", "IU").replace("[IU]", "IU").replace("mm[Hg]", "mmHg")
     s = re.sub(r"^[x×X*]\s*(?=10)", "", s)  # x10^9/L
     s = re.sub(r"^10\s*(?:\*\*|\*|\^|e|E)\s*(-?\d+)", r"10^\1", s)  # UCUM 10*3, 10e9 -> 10^3
-    s = re.sub(r"^(10\^-?\d+)\s*(?=/)", r"\1 ", s)
     s = re.sub(r"\b(?:cu\.?\s?mm|cmm|c\.mm\.?|mm3|mm\^3)\b", "mm^3", s)
     s = re.sub(r"\b(?:cu\.?\s?cm|cm3|cc)\b", "mL", s)
     s = re.sub(r"\b(?:gms?|grams?)\b", "g", s)
