@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from mmdx.core.case import PatientCase
-from mmdx.core.config import home
+from mmdx.core.config import data_home, home
 from mmdx.core.errors import CaseValidationError, MmdxError
 
 
@@ -29,7 +29,8 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-pools", type=parse_pools, default=os.environ.get("MMDX_RAY_POOLS", ""),
                    metavar="TOOL=N,...", help="actors per tool with --runner ray, e.g. cxr=4,notes=2 (default 1 each; "
                                               "env MMDX_RAY_POOLS)")
-    g.add_argument("--audit-log", default=str(home() / "audit.jsonl"), help="hash-chained audit log ('' to disable)")
+    g.add_argument("--audit-log", default=str(data_home() / "audit.jsonl"),
+                   help="hash-chained audit log ('' to disable; default in the data directory, see `mmdx audit --help`)")
     g.add_argument("--audit-content", action="store_true",
                    help="opt in to recording note text and case inputs in the audit log (default: digests only)")
 
@@ -79,20 +80,26 @@ def demo_dir() -> Path:
     return out / "cases"
 
 
-def _print_trace(final: dict) -> None:
+def _print_trace(final: dict, file=None) -> None:
+    file = file or sys.stdout
     dx = final["diagnosis"]
-    print("plan:")
+    print("plan:", file=file)
     for p in dx.plan:
-        print(f"  - {p.tool:<6} [{p.source}] {p.reason}")
+        print(f"  - {p.tool:<6} [{p.source}] {p.reason}", file=file)
     for o in dx.overrides:
-        print(f"  guard {o.action} {o.tool}: {o.why}")
+        print(f"  guard {o.action} {o.tool}: {o.why}", file=file)
     for e in final.get("events", []):
         if e["step"].endswith("_proposed"):
             continue
         if e["step"] == "tools":
-            print(f"  tools {', '.join(e['tools'])} ran in {e['latency_s']:.2f}s")
+            print(f"  tools {', '.join(e['tools'])} ran in {e['latency_s']:.2f}s", file=file)
         else:
-            print(f"  llm {e['step']}: {'valid' if e['schema_valid'] else 'INVALID'} in {e['latency_s']:.1f}s")
+            print(f"  llm {e['step']}: {'valid' if e['schema_valid'] else 'INVALID'} in {e['latency_s']:.1f}s", file=file)
+
+
+def _json_error(kind: str, message: str, problems=()) -> None:
+    """With --json, stdout carries JSON only: an error is one JSON object there (exit status 1)."""
+    print(json.dumps({"error": kind, "message": message, "problems": [{"field": f, "message": m} for f, m in problems]}))
 
 
 def demo_main(argv: list[str] | None = None) -> int:
@@ -110,22 +117,36 @@ def demo_main(argv: list[str] | None = None) -> int:
         # the richest case first: the one with the most modalities (ties: file order)
         files = [max(files, key=lambda f: len(PatientCase.load(f).modalities))]
     if not files:
-        print(f"mmdx demo: no such case {args.case!r}; demo cases: {', '.join(f.stem for f in sorted(d.glob('*.json')))}", file=sys.stderr)
+        msg = f"no such case {args.case!r}; demo cases: {', '.join(f.stem for f in sorted(d.glob('*.json')))}"
+        _json_error("no_such_case", msg) if args.json else print(f"mmdx demo: {msg}", file=sys.stderr)
         return 2
-    print(f"mmdx demo: loading the local LLM ({args.llm_model}, {args.llm_backend}) and the tools...", flush=True)
+    info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries the JSON only
+    print(f"mmdx demo: loading the local LLM ({args.llm_model}, {args.llm_backend}) and the tools...", file=info, flush=True)
     t0 = time.perf_counter()
     agent = build_agent(args)
-    print(f"  ready in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(f"  ready in {time.perf_counter() - t0:.1f}s", file=info, flush=True)
+    answers = []
     for f in files:
-        case = PatientCase.load(f)
-        print(f"\n=== {f.stem} ({case.origin}; modalities: {', '.join(sorted(m.value for m in case.modalities))})")
+        try:
+            case = PatientCase.load(f)
+        except CaseValidationError as e:
+            if not args.json:
+                raise
+            _json_error("invalid_case", f"invalid case {f}", e.problems)
+            return 1
+        print(f"\n=== {f.stem} ({case.origin}; modalities: {', '.join(sorted(m.value for m in case.modalities))})", file=info)
         if case.labels:
-            print(f"  (ground truth, hidden from the agent: {', '.join(case.labels.diagnoses)})")
+            print(f"  (ground truth, hidden from the agent: {', '.join(case.labels.diagnoses)})", file=info)
         t1 = time.perf_counter()
         final = agent.run(case)
-        _print_trace(final)
-        print(final["diagnosis"].model_dump_json(indent=2) if args.json else final["diagnosis"].summary())
-        print(f"  ({time.perf_counter() - t1:.1f}s)")
+        _print_trace(final, info)
+        if args.json:
+            answers.append(final["diagnosis"].model_dump(mode="json"))
+        else:
+            print(final["diagnosis"].summary())
+        print(f"  ({time.perf_counter() - t1:.1f}s)", file=info)
+    if args.json:
+        print(json.dumps(answers, indent=2))
     return 0
 
 
@@ -139,6 +160,9 @@ def diagnose_main(argv: list[str] | None = None) -> int:
     try:
         case = PatientCase.load(args.case)
     except CaseValidationError as e:
+        if args.json:
+            _json_error("invalid_case", f"invalid case {args.case}", e.problems)
+            return 1
         print(f"mmdx diagnose: invalid case {args.case}:", file=sys.stderr)
         for f, m in e.problems:
             print(f"  {f}: {m}", file=sys.stderr)
@@ -168,7 +192,7 @@ def chat_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mmdx chat", description="Chat with the diagnostic agent in the terminal; threads persist in SQLite.",
                                 epilog=CHAT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--thread", help="thread id to resume (default: a new one)")
-    p.add_argument("--db", default=str(home() / "chat.sqlite"), help="SQLite file for conversations")
+    p.add_argument("--db", default=str(data_home() / "chat.sqlite"), help="SQLite file for conversations (default in the data directory)")
     p.add_argument("--case", help="attach this case file at the start")
     add_agent_args(p)
     args = p.parse_args(argv)

@@ -319,6 +319,8 @@ class DiagnosticAgent:
             degraded.append(f"{name} failed ({f.kind}): {f.message}")
         for o in outputs:  # what a tool says it could not read as given (set-aside note text, OOD input, truncation)
             degraded += [f"{o.tool}: {n}" for n in o.notes]
+        if case.not_read():  # results the case keeps that no model reads (qualitative, urine, spirometry...)
+            degraded.append(case.not_read())
         # ---- rationale by the LLM, grounded
         likely = [e for e in entries if e.likely]
         facts = {

@@ -23,11 +23,36 @@ class CaseValidationError(MmdxError):
 
     @classmethod
     def from_pydantic(cls, exc) -> "CaseValidationError":
+        """One problem per pydantic error; a `FieldValueError` raised in a model validator adds the
+        field it names to the location (`measurements.3` -> `measurements.3.specimen`)."""
         problems = []
         for e in exc.errors():
-            loc = ".".join(str(p) for p in e.get("loc", ())) or "<case>"
-            problems.append((loc, e.get("msg", "invalid")))
+            parts = [str(p) for p in e.get("loc", ())]
+            err = (e.get("ctx") or {}).get("error")
+            msg = e.get("msg", "invalid")
+            if isinstance(err, FieldValueError):
+                if err.field and (not parts or parts[-1] != err.field):
+                    parts.append(err.field)
+                msg = str(err)
+            problems.append((".".join(parts) or "<case>", msg))
         return cls(problems)
+
+
+class FieldValueError(ValueError):
+    """A bad value inside a pydantic model, naming the field it is in (for a validator that sees
+    the whole record, where pydantic would only know the record)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(message)
+
+
+class AmbiguousSpecimen(FieldValueError):
+    """A result whose specimen cannot be told (blood pH: arterial or venous?) or contradicts itself
+    ("urine pH" with specimen arterial blood). Refused, never guessed."""
+
+    def __init__(self, message: str):
+        super().__init__(message, field="specimen")
 
 
 class ToolInputError(MmdxError):
@@ -52,6 +77,13 @@ class CorruptInput(ToolInputError):
     kind = "corrupt_input"
 
 
+class UnsupportedLanguage(ToolInputError):
+    """A note in a language the note model was not trained to read (it reads English). Not the same
+    as text addressed to an AI: nothing is wrong with the note, the model cannot read it."""
+
+    kind = "unsupported_language"
+
+
 class UnknownTool(ToolInputError):
     """A tool name that is not in the registry (for example one the LLM made up)."""
 
@@ -60,3 +92,7 @@ class UnknownTool(ToolInputError):
 
 class WeightsError(MmdxError):
     """Model weights are missing or do not match their recorded digest."""
+
+
+class DatasetLayoutError(MmdxError):
+    """A dataset folder that is not in the layout a command needs (for training: cases/{train,val,test}/)."""

@@ -17,6 +17,10 @@ What counts as addressed to an AI, by structure more than by keyword:
 - text the English note model cannot read: sentences in another language, runs of a script it was
   never trained on (CJK, Cyrillic, Arabic, ...).
 
+A note written as a whole in another language is not an attack and is not screened span by span:
+`note_language` names its language, and the note path refuses it as UnsupportedLanguage (the note
+model reads English), so the answer says "unsupported language", not "text addressed to an AI".
+
 A flagged span runs from its marker to the end of the sentence (back to the sentence's start when
 at most two words come before the marker); gaps of only punctuation between flagged spans go with
 them. Clinical wording around a span is kept. The false-positive rate on real text is
@@ -179,3 +183,31 @@ def screen_note(text: str) -> Screened:
     clean = re.sub(r"[ \t]{2,}", " ", "".join(kept))
     clean = re.sub(r"\n\s*\n+", "\n", clean).strip()
     return Screened(text=clean, removed=tuple(r for r in removed if r), reasons=tuple(reasons))
+
+
+_SCRIPTS = [  # (name, character range) of scripts the note model never saw
+    ("Cyrillic", "\u0400-\u04FF"), ("Hebrew", "\u0590-\u05FF"), ("Arabic", "\u0600-\u06FF"), ("Devanagari", "\u0900-\u097F"),
+    ("Thai", "\u0E00-\u0E7F"), ("Japanese", "\u3040-\u30FF"), ("Chinese", "\u3400-\u4DBF\u4E00-\u9FFF"), ("Korean", "\uAC00-\uD7AF"),
+]
+_LANGUAGE_NAMES = {"fr": "French", "de": "German", "es": "Spanish"}
+
+
+def note_language(text: str) -> str:
+    """The language a whole note is written in, as far as the note model is concerned: "English",
+    or the name of another language or script ("French", "Chinese", ...). A note mostly in English
+    with a foreign sentence is English (the sentence is screened by `screen_note`)."""
+    letters = sum(c.isalpha() for c in text)
+    if letters:
+        counts = {name: len(re.findall(f"[{rng}]", text)) for name, rng in _SCRIPTS}
+        if sum(counts.values()) / letters > 0.5:
+            if counts["Japanese"]:  # kana beside kanji: Japanese
+                return "Japanese"
+            return max(counts, key=counts.get)
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) < 6:
+        return "English"
+    counts = {k: sum(w in st for w in words) for k, st in _STOP.items()}
+    lang, n = max(((k, v) for k, v in counts.items() if k != "en"), key=lambda kv: kv[1])
+    if n >= 3 and n > 2 * counts["en"]:
+        return _LANGUAGE_NAMES[lang]
+    return "English"

@@ -1,108 +1,213 @@
-"""Canonical units for every lab and vital-sign variable mmdx understands, with conversions.
+"""Unit conversion to each variable's canonical unit, with pint.
 
-One table, written once. Each variable has a canonical unit, the other units it may arrive in
-(with a conversion to canonical), and the range of values that are physiologically possible in
-canonical units. A value outside that range is an impossible value (a typo, a wrong unit), not an
-outlier: it is rejected with a typed error rather than silently clipped or dropped.
+    to_canonical("temperature", 101.3, "°F")  -> 38.5
+    to_canonical("platelets", 250000, "/mm3") -> 250.0   (10^3/uL)
 
-Conversion factors: glucose 1 mmol/L = 18.016 mg/dL; creatinine 1 mg/dL = 88.42 umol/L;
-urea nitrogen (BUN) 1 mg/dL = 0.357 mmol/L urea; haemoglobin 1 g/dL = 10 g/L = 0.6206 mmol/L;
-temperature F = C * 9/5 + 32; lactate 1 mmol/L = 9.01 mg/dL.
+A unit arrives as clinicians and systems write it: `°C`, `mm Hg`, `/mm3`, `x10^9/L`, `/μL` (Greek
+mu) or `/µL` (micro sign), `K/uL`, `mEq/L`, UCUM codes from FHIR (`Cel`, `mm[Hg]`, `10*3/uL`,
+`{beats}/min`, `[iU]/L`). `unit_expression` rewrites those spellings into pint's grammar (a short,
+explicit table); pint then does the arithmetic. Conversions across dimensions use the variable's
+facts in core/vocabulary.py: molar mass (mg/dL <-> mmol/L), valence (mEq <-> mmol). HbA1c in IFCC
+mmol/mol is converted by the NGSP master equation, D-dimer in DDU by FEU = 2 x DDU (approximate,
+assay-dependent; the original value and unit are kept in the case).
+
+Each (variable, unit) pair is resolved once into an affine map (scale, offset), so converting a
+series costs a multiply-add per value. An unknown unit raises `UnknownUnit` naming the accepted ones.
+`VARIABLES`, `VariableSpec` and `canonical_variable` are re-exported from core/vocabulary.py, where
+the vocabulary is written.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+import math
+import re
+from functools import lru_cache
+
+from mmdx.core.errors import FieldValueError
+from mmdx.core.vocabulary import VARIABLES, VariableSpec, canonical_variable  # noqa: F401 (re-exported)
+
+__all__ = ["VARIABLES", "VariableSpec", "canonical_variable", "to_canonical", "unit_expression", "UnknownUnit", "EXAMPLE_UNITS"]
 
 
-@dataclass(frozen=True)
-class VariableSpec:
-    name: str  # canonical variable name used everywhere in mmdx
-    unit: str  # canonical unit
-    lo: float  # lowest physiologically possible value, canonical unit
-    hi: float  # highest physiologically possible value, canonical unit
-    kind: str = "lab"  # "lab" or "vital"
-    # other unit -> function(value in that unit) -> value in canonical unit
-    conversions: dict[str, Callable[[float], float]] = field(default_factory=dict)
-    aliases: tuple[str, ...] = ()  # other names the variable arrives under (simulator, MIMIC labels)
+class UnknownUnit(FieldValueError):
+    """A unit that is not one of the variable's (or not a unit at all)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, field="unit")
 
 
-def _scale(f: float) -> Callable[[float], float]:
-    return lambda v: v * f
-
-
-# Ranges are wide on purpose: they catch impossible values, not abnormal ones.
-VARIABLES: dict[str, VariableSpec] = {
-    s.name: s
-    for s in [
-        # ---- vital signs
-        VariableSpec("heart_rate", "bpm", 10, 300, "vital", {"/min": _scale(1), "beats/min": _scale(1)}, ("hr", "pulse")),
-        VariableSpec("systolic_bp", "mmHg", 30, 300, "vital", {"kPa": _scale(7.50062)}, ("sbp",)),
-        VariableSpec("diastolic_bp", "mmHg", 10, 200, "vital", {"kPa": _scale(7.50062)}, ("dbp",)),
-        VariableSpec("respiratory_rate", "/min", 2, 80, "vital", {"breaths/min": _scale(1), "bpm": _scale(1)}, ("rr", "resp_rate")),
-        VariableSpec("temperature", "degC", 25, 45, "vital", {"degF": lambda f: (f - 32) * 5 / 9, "C": _scale(1), "F": lambda f: (f - 32) * 5 / 9}, ("temp", "body_temperature")),
-        VariableSpec("spo2", "%", 30, 100, "vital", {"fraction": _scale(100)}, ("o2_saturation", "oxygen_saturation", "sao2")),
-        VariableSpec("weight", "kg", 0.3, 400, "vital", {"lb": _scale(0.453592), "g": _scale(0.001)}, ("weight_kg",)),
-        # ---- chemistry
-        VariableSpec("glucose", "mg/dL", 5, 2500, "lab", {"mmol/L": _scale(18.016)}, ("blood_glucose", "glu")),
-        VariableSpec("creatinine", "mg/dL", 0.05, 30, "lab", {"umol/L": _scale(1 / 88.42), "µmol/L": _scale(1 / 88.42)}, ("cr", "creat")),
-        VariableSpec("bun", "mg/dL", 0.5, 300, "lab", {"mmol/L": _scale(1 / 0.357)}, ("urea_nitrogen", "blood_urea_nitrogen")),
-        VariableSpec("sodium", "mmol/L", 90, 200, "lab", {"mEq/L": _scale(1)}, ("na",)),
-        VariableSpec("potassium", "mmol/L", 1, 12, "lab", {"mEq/L": _scale(1)}, ("k",)),
-        VariableSpec("chloride", "mmol/L", 50, 160, "lab", {"mEq/L": _scale(1)}, ("cl",)),
-        VariableSpec("bicarbonate", "mmol/L", 2, 60, "lab", {"mEq/L": _scale(1)}, ("hco3", "co2", "total_co2")),
-        VariableSpec("calcium", "mg/dL", 2, 20, "lab", {"mmol/L": _scale(4.008)}, ("ca",)),
-        VariableSpec("albumin", "g/dL", 0.5, 7, "lab", {"g/L": _scale(0.1)}, ("alb",)),
-        VariableSpec("bilirubin", "mg/dL", 0.0, 60, "lab", {"umol/L": _scale(1 / 17.1), "µmol/L": _scale(1 / 17.1)}, ("total_bilirubin", "tbil")),
-        VariableSpec("alt", "U/L", 0, 20000, "lab", {"IU/L": _scale(1)}, ("sgpt",)),
-        VariableSpec("ast", "U/L", 0, 20000, "lab", {"IU/L": _scale(1)}, ("sgot",)),
-        VariableSpec("lactate", "mmol/L", 0.1, 30, "lab", {"mg/dL": _scale(1 / 9.01)}, ("lactic_acid",)),
-        VariableSpec("crp", "mg/L", 0, 700, "lab", {"mg/dL": _scale(10)}, ("c_reactive_protein",)),
-        VariableSpec("procalcitonin", "ng/mL", 0, 1000, "lab", {"ug/L": _scale(1), "µg/L": _scale(1)}, ("pct",)),
-        VariableSpec("bnp", "pg/mL", 0, 50000, "lab", {"ng/L": _scale(1)}, ("b_type_natriuretic_peptide",)),
-        VariableSpec("nt_probnp", "pg/mL", 0, 100000, "lab", {"ng/L": _scale(1)}, ("ntprobnp",)),
-        VariableSpec("troponin", "ng/mL", 0, 1000, "lab", {"ng/L": _scale(0.001), "pg/mL": _scale(0.001)}, ("troponin_i", "troponin_t", "hs_troponin")),
-        VariableSpec("hba1c", "%", 2, 25, "lab", {"mmol/mol": lambda v: v / 10.929 + 2.15}, ("a1c", "hemoglobin_a1c")),
-        # ---- blood gas
-        VariableSpec("ph", "pH", 6.5, 8.0, "lab", {}, ("arterial_ph",)),
-        VariableSpec("pco2", "mmHg", 5, 200, "lab", {"kPa": _scale(7.50062)}, ("paco2",)),
-        VariableSpec("po2", "mmHg", 5, 700, "lab", {"kPa": _scale(7.50062)}, ("pao2",)),
-        # ---- haematology
-        VariableSpec("wbc", "10^3/uL", 0, 500, "lab", {"10^9/L": _scale(1), "/uL": _scale(0.001), "K/uL": _scale(1)}, ("white_blood_cells", "leukocytes")),
-        VariableSpec("hemoglobin", "g/dL", 1, 25, "lab", {"g/L": _scale(0.1), "mmol/L": _scale(1 / 0.6206)}, ("hgb", "hb")),
-        VariableSpec("hematocrit", "%", 5, 80, "lab", {"fraction": _scale(100)}, ("hct",)),
-        VariableSpec("platelets", "10^3/uL", 0, 3000, "lab", {"10^9/L": _scale(1), "K/uL": _scale(1)}, ("plt", "platelet_count")),
-        VariableSpec("neutrophils", "%", 0, 100, "lab", {}, ("neutrophil_pct",)),
-        VariableSpec("d_dimer", "ug/mL FEU", 0, 100, "lab", {"ng/mL FEU": _scale(0.001), "mg/L FEU": _scale(1)}, ("ddimer",)),
-        # ---- urinalysis (dipstick), specimen urine; ordinal codes, not concentrations
-        VariableSpec("urine_nitrite", "{pos}", 0, 1, "lab", {}, ("nitrite", "ua_nitrite", "urine_nitrites")),  # 0 negative, 1 positive
-        VariableSpec("urine_leukocyte_esterase", "{grade}", 0, 4, "lab", {}, ("leukocyte_esterase", "ua_leukocyte_esterase", "ua_le")),  # 0 neg, 1 trace, 2 1+, 3 2+, 4 3+
-    ]
+# Spellings accepted for each variable beside the canonical one: shown in error messages, and
+# tests/test_notation.py checks that every one of them converts.
+EXAMPLE_UNITS: dict[str, tuple[str, ...]] = {
+    "heart_rate": ("/min", "beats/min", "{beats}/min", "min-1"),
+    "systolic_bp": ("mm Hg", "mm[Hg]", "kPa"),
+    "diastolic_bp": ("mm Hg", "mm[Hg]", "kPa"),
+    "respiratory_rate": ("breaths/min", "bpm", "{breaths}/min", "insp/min"),
+    "temperature": ("°C", "°F", "degF", "C", "F", "Cel", "[degF]"),
+    "spo2": ("fraction",),
+    "weight": ("lb", "lbs", "g", "[lb_av]"),
+    "glucose": ("mmol/L", "mg/dl"),
+    "creatinine": ("umol/L", "µmol/L", "μmol/L"),
+    "bun": ("mmol/L",),
+    "sodium": ("mEq/L",), "potassium": ("mEq/L",), "chloride": ("mEq/L",), "bicarbonate": ("mEq/L",),
+    "calcium": ("mmol/L", "mEq/L"),
+    "albumin": ("g/L",),
+    "bilirubin": ("umol/L", "µmol/L"),
+    "alt": ("IU/L", "[iU]/L", "ukat/L"), "ast": ("IU/L", "[iU]/L", "ukat/L"),
+    "lactate": ("mg/dL",),
+    "crp": ("mg/dL",),
+    "procalcitonin": ("ug/L", "µg/L"),
+    "bnp": ("ng/L",), "nt_probnp": ("ng/L",),
+    "troponin": ("ng/L", "pg/mL"),
+    "hba1c": ("mmol/mol",),
+    "ph": ("", "[pH]", "units"),
+    "pco2": ("kPa", "mm Hg"), "po2": ("kPa", "mm Hg"),
+    "wbc": ("10^9/L", "x10^9/L", "10*3/uL", "K/uL", "/uL", "/mm3", "/μL", "/µL", "cells/mm3"),
+    "hemoglobin": ("g/L", "mmol/L"),
+    "hematocrit": ("fraction", "L/L"),
+    "platelets": ("10^9/L", "K/uL", "/uL", "/mm3", "/µL", "lakh/mm3"),
+    "neutrophils": ("fraction",),
+    "d_dimer": ("ng/mL FEU", "mg/L FEU", "ng/mL DDU"),
+    "urine_nitrite": ("",), "urine_leukocyte_esterase": ("",),
 }
 
-_ALIASES: dict[str, str] = {}
-for _spec in VARIABLES.values():
-    _ALIASES[_spec.name] = _spec.name
-    for _a in _spec.aliases:
-        _ALIASES[_a] = _spec.name
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+# whole spellings (after the micro sign is folded to u and spaces are collapsed) -> pint expression
+_WHOLE: dict[str, str] = {
+    "%": "percent", "pct": "percent", "percent": "percent", "fraction": "", "ratio": "", "l/l": "",
+    "bpm": "1/min", "/min": "1/min", "min-1": "1/min", "min^-1": "1/min", "per min": "1/min", "per minute": "1/min",
+    "beats/min": "1/min", "beats per minute": "1/min", "b/min": "1/min", "breaths/min": "1/min", "br/min": "1/min",
+    "breaths per minute": "1/min", "insp/min": "1/min",
+    "mmhg": "mmHg", "mm hg": "mmHg", "mm[hg]": "mmHg", "torr": "mmHg",
+    "k/ul": "1e3/uL", "k/mm3": "1e3/mm^3", "thou/ul": "1e3/uL", "thou/mm3": "1e3/mm^3", "thou/cumm": "1e3/mm^3",
+    "x1000/ul": "1e3/uL", "m/ul": "1e6/uL", "mil/ul": "1e6/uL",
+    "lakh/mm3": "1e5/mm^3", "lakhs/mm3": "1e5/mm^3", "lakh/cumm": "1e5/mm^3", "lakhs/cumm": "1e5/mm^3",
+    "lb": "lb", "lbs": "lb", "pound": "lb", "pounds": "lb", "[lb_av]": "lb", "kgs": "kg", "kilograms": "kg",
+    "iu/l": "IU/L", "u/l": "U/L", "[iu]/l": "IU/L", "units/l": "U/L", "mu/ml": "U/L",
+    "meq/l": "mEq/L", "mmol/l": "mmol/L", "mg/dl": "mg/dL", "g/dl": "g/dL", "gm/dl": "g/dL", "gms/dl": "g/dL",
+    "g/l": "g/L", "mg/l": "mg/L", "ng/ml": "ng/mL", "pg/ml": "pg/mL", "ng/l": "ng/L", "ug/l": "ug/L", "ug/ml": "ug/mL",
+    "umol/l": "umol/L", "mmol/mol": "mmol/mol",
+}
+_TEMPERATURE = {"c": "degC", "cel": "degC", "celsius": "degC", "centigrade": "degC", "degc": "degC",
+                "f": "degF", "[degf]": "degF", "fahrenheit": "degF", "degf": "degF", "k": "kelvin", "kelvin": "kelvin"}
+_PH = {"", "ph", "[ph]", "units", "unit", "pH"}
 
 
-def canonical_variable(name: str) -> str | None:
-    """The canonical name for `name` (case and separators ignored), or None when unknown."""
-    key = name.strip().lower().replace(" ", "_").replace("-", "_")
-    return _ALIASES.get(key)
+@lru_cache(maxsize=1)
+def registry():
+    """The pint registry, with the units of clinical chemistry it lacks."""
+    import pint
+
+    ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    ureg.define("international_unit = enzyme_unit = IU")  # for enzyme activity IU/L = U/L
+    ureg.define("equivalent = [charge_equivalent] = Eq")  # mEq: mmol x valence (see _bridges)
+    return ureg
+
+
+def unit_expression(unit: str, variable: str | None = None) -> tuple[str, float]:
+    """(pint expression, extra factor) for a unit as written. The factor is 2 for D-dimer in DDU."""
+    s = re.sub(r"10([⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+)", lambda m: "10^" + m.group(1).translate(_SUPERSCRIPT), unit).translate(_SUPERSCRIPT)
+    s = " ".join(s.replace("µ", "u").replace("μ", "u").replace("mcg", "ug").split())
+    s = re.sub(r"\s*/\s*", "/", s)
+    factor = 1.0
+    qual = re.search(r"\s*\b(FEU|DDU)\b\s*$", s, flags=re.I)
+    if qual:
+        s = s[: qual.start()]
+        factor = 2.0 if qual.group(1).upper() == "DDU" else 1.0
+    if s in ("G/L", "T/L"):  # giga, tera per litre (cell counts): case matters, g/L is grams
+        return {"G/L": "1e9/L", "T/L": "1e12/L"}[s], factor
+    low = s.lower()
+    if variable == "temperature":
+        t = re.sub(r"^(?:°|º|˚|deg(?:ree)?s?\.?)\s*", "", low).replace(" ", "")
+        if t in _TEMPERATURE:
+            return _TEMPERATURE[t], factor
+    if variable == "ph" and low in {u.lower() for u in _PH}:
+        return "", factor
+    if low in _WHOLE:
+        return _WHOLE[low], factor
+    s = re.sub(r"\{[^}]*\}", "", s)  # UCUM annotations: {beats}/min, {cells}/uL
+    s = re.sub(r"\b(?:cells?|counts?)\b", "", s, flags=re.I).strip()
+    s = s.replace("[iU]", "IU").replace("[IU]", "IU").replace("mm[Hg]", "mmHg")
+    s = re.sub(r"^[x×X*]\s*(?=10)", "", s)  # x10^9/L
+    s = re.sub(r"^10\s*(?:\*\*|\*|\^|e|E)\s*(-?\d+)", r"10^\1", s)  # UCUM 10*3, 10e9 -> 10^3
+    s = re.sub(r"\b(?:cu\.?\s?mm|cmm|c\.mm\.?|mm3|mm\^3)\b", "mm^3", s)
+    s = re.sub(r"\b(?:cu\.?\s?cm|cm3|cc)\b", "mL", s)
+    s = re.sub(r"\b(?:gms?|grams?)\b", "g", s)
+    s = re.sub(r"(?<![A-Za-z])meq\b", "mEq", s, flags=re.I)
+    if s.startswith("/"):
+        s = "1" + s
+    low = s.lower()
+    return _WHOLE.get(low, s), factor
+
+
+def _canonical_expression(spec: VariableSpec) -> str:
+    return {"bpm": "1/min", "/min": "1/min", "%": "percent", "10^3/uL": "10^3/uL", "ug/mL FEU": "ug/mL",
+            "pH": "", "{pos}": "", "{grade}": ""}.get(spec.unit, spec.unit)
+
+
+def _accepted(spec: VariableSpec) -> str:
+    return ", ".join(dict.fromkeys([spec.unit, *EXAMPLE_UNITS.get(spec.name, ())]))
+
+
+@lru_cache(maxsize=4096)
+def _affine(variable: str, unit: str) -> tuple[float, float]:
+    """(scale, offset) with canonical = value * scale + offset, for `unit` as written."""
+    spec = VARIABLES[variable]
+    if variable == "hba1c" and unit.strip().lower().replace(" ", "") in ("mmol/mol", "mmol/molhb"):
+        return 1 / 10.929, 2.15  # NGSP % = IFCC mmol/mol / 10.929 + 2.15
+    expr, factor = unit_expression(unit, variable)
+    if spec.unit in ("pH", "{pos}", "{grade}"):  # dimensionless codes: only "no unit" spellings
+        if expr == "" and factor == 1.0:
+            return 1.0, 0.0
+        raise UnknownUnit(f"unknown unit {unit!r} for {variable}; accepted: {_accepted(spec)}")
+    if len(expr) > 40 or not re.fullmatch(r"[A-Za-z0-9 /^*.()_%-]*", expr):  # pint parses Python tokens: only unit text
+        raise UnknownUnit(f"unknown unit {unit!r} for {variable}; accepted: {_accepted(spec)}")
+    import tokenize
+
+    import pint
+
+    ureg = registry()
+    try:
+        if expr in ("degC", "degF", "kelvin"):
+            target = ureg.Quantity(0.0, _canonical_expression(spec)).units
+            zero = ureg.Quantity(0.0, expr).to(target).magnitude
+            one = ureg.Quantity(1.0, expr).to(target).magnitude
+            return (one - zero) * factor, zero
+        q = ureg.parse_expression(expr or "1") * factor  # a Quantity: magnitude carries 10^3 etc.
+        t = ureg.parse_expression(_canonical_expression(spec) or "1")
+        for cand in _bridges(ureg, spec, 1.0 * q):
+            if cand.dimensionality == t.dimensionality:
+                scale = float((cand / t).to("dimensionless").magnitude)
+                if not math.isfinite(scale) or scale == 0:  # "1e999/L": a number, not a unit
+                    break
+                return scale, 0.0
+    except (pint.errors.PintError, AttributeError, TypeError, ValueError, SyntaxError, KeyError, AssertionError,
+            tokenize.TokenError, ZeroDivisionError, OverflowError, IndexError) as e:
+        raise UnknownUnit(f"unknown unit {unit!r} for {variable}; accepted: {_accepted(spec)}") from e
+    raise UnknownUnit(f"unit {unit!r} does not measure {variable} ({spec.unit}); accepted: {_accepted(spec)}")
+
+
+def _bridges(ureg, spec: VariableSpec, q):
+    """`q`, and `q` carried across mass/substance/charge-equivalent by the variable's facts."""
+    yield q
+    per_eq = ureg.Quantity(spec.valence, "Eq/mol") if spec.valence else None
+    mm = ureg.Quantity(spec.molar_mass, "g/mol") if spec.molar_mass else None
+    if per_eq is not None:
+        yield q / per_eq
+        if mm is not None:
+            yield q / per_eq * mm
+    if mm is not None:
+        yield q * mm
+        yield q / mm
+        if per_eq is not None:
+            yield q / mm * per_eq
 
 
 def to_canonical(variable: str, value: float, unit: str) -> float:
-    """Convert `value` in `unit` to the canonical unit of `variable`.
+    """`value` in `unit` converted to the canonical unit of `variable` (12 significant digits).
 
-    Raises ValueError with a message naming the accepted units when the unit is unknown.
-    """
+    Raises UnknownUnit (a ValueError naming the field `unit` and the accepted units)."""
     spec = VARIABLES[variable]
-    u = unit.strip()
-    if u == spec.unit:
+    if unit.strip() == spec.unit:
         return float(value)
-    if u in spec.conversions:
-        return float(spec.conversions[u](value))
-    accepted = ", ".join([spec.unit, *spec.conversions])
-    raise ValueError(f"unknown unit {unit!r} for {variable}; accepted: {accepted}")
+    scale, offset = _affine(variable, unit)
+    return float(f"{value * scale + offset:.12g}")

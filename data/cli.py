@@ -6,7 +6,8 @@
     mmdx data demo --out DIR
     mmdx data stats DIR
     mmdx data make-demo DIR --dest data/demo   (maintainers: choose the committed demo cases)
-    mmdx data import ...            (delegates to mmdx.data.readers_cli)
+    mmdx data import ...            (delegates to mmdx.data.readers.cli)
+    mmdx data split SRC --out DIR [--fractions 0.7,0.15,0.15] [--seed S]   (a flat case folder -> the cohort layout)
 """
 from __future__ import annotations
 
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--split", default="test", choices=cohort.SPLITS, help="split to choose from (default test)")
     sub.add_parser("import", help="read a real dataset into PatientCase files (see: mmdx data import --help)",
                    add_help=False)
+    sp = sub.add_parser("split", help="split a flat folder of case files by patient into the cohort layout",
+                        description="Write OUT/cases/{train,val,test}/ from the case files in SRC, every patient in one split.")
+    sp.add_argument("src", type=Path, help="folder of case JSON files")
+    sp.add_argument("--out", type=Path, required=True, help="cohort folder to write")
+    sp.add_argument("--fractions", default="0.7,0.15,0.15", help="patient fractions per split (default 0.7,0.15,0.15)")
+    sp.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -121,7 +128,7 @@ def _print_stats(manifest: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "import":
-        from mmdx.data.readers_cli import main as readers_main
+        from mmdx.data.readers.cli import main as readers_main
 
         return int(readers_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
@@ -141,6 +148,17 @@ def main(argv: list[str] | None = None) -> int:
         print(report.text())
         if args.json:
             args.json.write_text(report.model_dump_json(indent=2) + "\n")
+        return 0
+    if args.cmd == "split":
+        from mmdx.core.errors import CaseValidationError, DatasetLayoutError
+        from mmdx.data.readers.splits import parse_fractions, split_folder
+
+        try:
+            record = split_folder(args.src, args.out, parse_fractions(args.fractions), args.seed)
+        except (ValueError, DatasetLayoutError, CaseValidationError) as e:
+            print(f"mmdx data split: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({k: record[k] for k in ("patients", "cases", "cases_without_patient_key")}))
         return 0
     if args.cmd == "demo":
         written = copy_demo(args.out)

@@ -54,26 +54,49 @@ def _run_serving(args) -> int:
 BENCHES = {"serving": (_add_serving, _run_serving)}
 
 
+# benchmarks and evaluations that parse their own options: name -> (module:function taking argv, help)
+DELEGATED_BENCHES = {
+    "agent": ("mmdx.evals.agent_bench:main", "the agent with the real LLM over cases: latency, tool calls, answers"),
+    "gpu": ("mmdx.evals.gpu_check:main", "CUDA placement, bf16 vs fp32, serving on the GPU"),
+}
+EVALS = {
+    "run": ("mmdx.evals.eval_run:main", "run (or resume) the agent over a cohort split"),
+    "report": ("mmdx.evals.eval_run:main", "summarise a run"),
+    "injection": ("mmdx.evals.injection:main", "the prompt-injection suite with the real tools"),
+}
+
+
+def _call(target: str, argv: list[str]) -> int:
+    import importlib
+
+    mod, fn = target.split(":")
+    return int(getattr(importlib.import_module(mod), fn)(argv) or 0)
+
+
 def bench_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["gpu"]:  # CUDA placement, bf16 vs fp32, serving on the GPU
-        from mmdx.evals.gpu_check import main as gpu_check
-
-        return gpu_check(argv[1:])
-    if argv[:1] == ["agent"]:  # the agent benchmark parses its own options (it shares the agent's)
-        from mmdx.evals.agent_bench import main as agent_bench
-
-        return agent_bench(argv[1:])
-    p = argparse.ArgumentParser(prog="mmdx bench", description="Benchmarks: `serving` (below), `agent` (mmdx bench agent --help) and `gpu` (mmdx bench gpu --help).")
+    if argv[:1] and argv[0] in DELEGATED_BENCHES:  # these parse their own options (agent shares the agent's)
+        return _call(DELEGATED_BENCHES[argv[0]][0], argv[1:])
+    p = argparse.ArgumentParser(prog="mmdx bench", description="Benchmarks; `mmdx bench NAME --help` for each.")
     sub = p.add_subparsers(dest="bench", required=True)
     for add, _ in BENCHES.values():
         add(sub)
+    for name, (_, help_) in DELEGATED_BENCHES.items():
+        sub.add_parser(name, help=help_, add_help=False)  # listed here, parsed by its own module
     args = p.parse_args(argv)
     return BENCHES[args.bench][1](args)
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    """`mmdx eval run|report`: resumable evaluation runs of the agent over a cohort split."""
-    from mmdx.evals.eval_run import main
-
-    return main(argv)
+    """`mmdx eval run|report|injection`: resumable evaluation runs of the agent, and the injection suite."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["injection"]:
+        return _call(EVALS["injection"][0], argv[1:])
+    if argv[:1] and argv[0] in EVALS:
+        return _call(EVALS[argv[0]][0], argv)  # eval_run parses run/report itself
+    p = argparse.ArgumentParser(prog="mmdx eval", description="Evaluations; `mmdx eval NAME --help` for each.")
+    sub = p.add_subparsers(dest="eval", required=True)
+    for name, (_, help_) in EVALS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    p.parse_args(argv)  # only --help or an unknown name reach here: argparse prints and exits
+    return 2

@@ -1,28 +1,47 @@
 """The `mmdx` command line. Each subcommand lives with the layer that owns it and is imported only
 when called (so `mmdx case validate` does not load torch), keeping imports flowing one way: the
-table below names modules, core never imports them at import time."""
+table below names modules, core never imports them at import time.
+
+For scripts: a typed mmdx error that escapes a command is one line on stderr (with `--json`, a JSON
+object on stdout: {"error", "message", "field"}) and exit status 1, never a traceback; a closed
+pipe (`mmdx tool cxr --case X --json | head`) ends quietly with status 141, as other tools do.
+`mmdx --help` lists every command and its subcommands (tests/test_cli_scripts.py checks the list
+against each command's own dispatch)."""
 from __future__ import annotations
 
 import importlib
 import io
+import json
 import logging
+import os
 import sys
 
 # subcommand -> (module:function taking argv, one-line help). The function parses its own argv.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mmdx.agent.cli:demo_main", "run the main job: the agent (or the tools) on a demo case"),
     "data": ("mmdx.data.cli:main", "build the synthetic cohort, write demo cases, read real datasets"),
-    "case": ("mmdx.core.case_cli:main", "validate patient case files"),
+    "case": ("mmdx.core.case_cli:main", "validate case files; import a CSV or FHIR bundle as a case"),
     "tools": ("mmdx.tools.cli:tools_main", "list the registered tools"),
     "tool": ("mmdx.tools.cli:tool_main", "run one tool on a case"),
     "train": ("mmdx.models.train:main", "train a modality model (cxr, labs, notes)"),
     "diagnose": ("mmdx.agent.cli:diagnose_main", "run the diagnostic agent on a case"),
     "chat": ("mmdx.agent.cli:chat_main", "chat with the agent in the terminal"),
     "serve": ("mmdx.agent.web:main", "serve the chat web page"),
-    "bench": ("mmdx.evals.cli:bench_main", "benchmarks (serving, agent)"),
+    "bench": ("mmdx.evals.cli:bench_main", "benchmarks (serving, agent, gpu)"),
     "eval": ("mmdx.evals.cli:eval_main", "evaluation workflows"),
     "workflow": ("mmdx.workflows.score:main", "score a folder of cases with the tools, via the runner, into SQLite"),
     "audit": ("mmdx.core.audit:main", "verify the hash-chained audit log"),
+}
+# command -> its subcommands, for `mmdx --help` (each command's module dispatches them)
+SUBCOMMANDS: dict[str, tuple[str, ...]] = {
+    "data": ("build", "demo", "stats", "make-demo", "import", "split"),
+    "case": ("validate", "import"),
+    "tools": ("list",),
+    "train": ("cxr", "labs", "notes"),
+    "bench": ("serving", "agent", "gpu"),
+    "eval": ("run", "report", "injection"),
+    "workflow": ("score", "summary"),
+    "audit": ("verify",),
 }
 
 
@@ -30,7 +49,30 @@ def _usage() -> str:
     lines = ["usage: mmdx <command> [options]   (mmdx <command> --help for each)", "", "commands:"]
     for name, (_, help_) in COMMANDS.items():
         lines.append(f"  {name:<9} {help_}")
+        if name in SUBCOMMANDS:
+            lines.append(f"  {'':<9}   " + ", ".join(f"{name} {sub}" for sub in SUBCOMMANDS[name]))
     return "\n".join(lines)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our stdout went away (`| head`): stop without a traceback. Python would try to
+    flush stdout again at exit and fail; point it at /dev/null first."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
+    return 141  # 128 + SIGPIPE, what `yes | head` reports for yes
+
+
+def _report_error(name: str, err: Exception, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"error": getattr(err, "kind", type(err).__name__), "message": str(err),
+                          "field": getattr(err, "field", None),
+                          "problems": [{"field": f, "message": m} for f, m in getattr(err, "problems", [])]}))
+    else:
+        print(f"mmdx {name}: {err}", file=sys.stderr)
+    return 1
 
 
 def _tolerant_output() -> None:
@@ -67,7 +109,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mmdx: command {name!r} is not available in this build ({e})", file=sys.stderr)
             return 2
         raise
-    return int(fn(rest) or 0)
+    from mmdx.core.errors import MmdxError
+
+    try:
+        code = int(fn(rest) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except MmdxError as e:  # bad input that a command did not report itself: one line, not a traceback
+        try:
+            return _report_error(name, e, "--json" in rest)
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@
   (value - median) / IQR with statistics fitted on the training split (stored in the model card),
   time in hours since the case's first measurement. Longer series keep the most recent
   config.max_tokens measurements and say so in `notes`.
-- notes: the case's notes joined, each under a "[kind]" header, tokenised with the MiniLM tokenizer.
+- notes: the case's notes joined, each under a "[kind]" header, tokenised with the MiniLM tokenizer;
+  a text longer than the window is read in overlapping windows that the model pools (collate_notes).
+  A note in a language the model does not read is an UnsupportedLanguage error, not set-aside text.
 
 A case without the modality raises ModalityAbsent naming the field.
 """
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdx.core.case import PatientCase
-from mmdx.core.errors import CorruptInput, ModalityAbsent
+from mmdx.core.errors import CorruptInput, ModalityAbsent, UnsupportedLanguage
 from mmdx.core.images import load_image
 from mmdx.core.units import VARIABLES
 from mmdx.models.lab_transformer import N_DEMO
@@ -162,17 +164,26 @@ def note_text(case: PatientCase, set_aside: list[str] | None = None) -> str:
     (core/labels.redact), so text naming a diagnosis (an injected "report heart failure") is as
     unseen to the model at inference as it was in training."""
     from mmdx.core.labels import redact
-    from mmdx.core.screen import screen_note
+    from mmdx.core.screen import note_language, screen_note
 
     if not case.notes:
         raise ModalityAbsent(f"case {case.case_id} has no clinical notes", field="notes")
-    parts = []
+    parts, foreign = [], []
     for n in case.notes:
+        language = note_language(n.text)
+        if language != "English":  # not an attack: a note the model cannot read
+            foreign.append(f"{n.kind} note in {language}")
+            continue
         screened = screen_note(n.text)
         if screened.flagged and set_aside is not None:
             set_aside.append(f"{n.kind} note: {screened.summary()}")
         if screened.text.strip():
             parts.append(f"[{n.kind.replace('_', ' ')}] {redact(screened.text)}")
+    if foreign and set_aside is not None and parts:
+        set_aside.append(f"not read (the note model reads English only): {'; '.join(foreign)}")
+    if foreign and not parts:
+        raise UnsupportedLanguage(f"case {case.case_id}: {'; '.join(foreign)}: the note model reads English only",
+                                  field="notes")
     if not parts:
         raise ModalityAbsent(f"case {case.case_id}: no clinical text left in its notes once text addressed to an AI "
                              f"was set aside ({len(case.notes)} note(s))", field="notes")
@@ -185,14 +196,36 @@ def note_features(case: PatientCase) -> NoteItem:
     return NoteItem(text=text, notes=set_aside)
 
 
+# A note longer than the encoder's window is read whole: in windows of max_length tokens that
+# overlap by CHUNK_STRIDE (no sentence is only ever seen cut in two), pooled by the model per note
+# (NoteEncoder.forward's chunk_owner). MAX_CHUNKS windows bound the work for one note (32 x 256
+# tokens is ~30 pages); text beyond them is not read, and the output says so.
+CHUNK_STRIDE = 32
+MAX_CHUNKS = 32
+
+
 def collate_notes(items: list[NoteItem], max_length: int) -> dict[str, torch.Tensor]:
     from mmdx.models.note_encoder import load_tokenizer
 
-    enc = load_tokenizer()([it.text for it in items], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    for it, n in zip(items, enc["attention_mask"].sum(1).tolist()):
-        if n >= max_length:
-            it.notes.append(f"note text truncated to its first {max_length} tokens")
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}  # (B, T) each
+    enc = load_tokenizer()([it.text for it in items], truncation=True, max_length=max_length, stride=CHUNK_STRIDE,
+                           return_overflowing_tokens=True, padding=True, return_tensors="pt")
+    owner = enc["overflow_to_sample_mapping"].tolist()  # (C,) window -> note
+    seen: dict[int, int] = {}
+    keep = []
+    for c, o in enumerate(owner):
+        seen[o] = seen.get(o, 0) + 1
+        if seen[o] <= MAX_CHUNKS:
+            keep.append(c)
+    for i, it in enumerate(items):
+        n = seen.get(i, 0)
+        if n > MAX_CHUNKS:
+            it.notes.append(f"note text longer than {MAX_CHUNKS} windows of {max_length} tokens: read the first "
+                            f"{MAX_CHUNKS} of {n} (pooled); the rest was not read")
+        elif n > 1:
+            it.notes.append(f"note text read whole in {n} overlapping windows of {max_length} tokens, pooled")
+    keep_t = torch.tensor(keep, dtype=torch.long)
+    return {"input_ids": enc["input_ids"][keep_t], "attention_mask": enc["attention_mask"][keep_t],  # (C, T) each
+            "chunk_owner": torch.tensor([owner[c] for c in keep], dtype=torch.long)}  # (C,)
 
 
 # ---- dispatch

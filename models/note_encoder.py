@@ -3,6 +3,10 @@
 text -> WordPiece ids (B, T) -> BERT embeddings -> frozen layers -> trainable top layers
      -> hidden (B, T, H) -> mean over real tokens (B, H) -> dropout -> linear head (B, L) logits
 
+A text longer than the window arrives as C windows (C, T) with `chunk_owner` (C,) naming the text of
+each (featurize.collate_notes): the window embeddings (C, H) are averaged per text (N, H) before
+the head, so a long note is read whole and still gives one prediction.
+
 The layers of the HF BertModel are called one by one (with an additive padding mask) so that the
 frozen part can run once and be cached during training (`frozen_hidden`, `forward_from_hidden`);
 a test checks the result equals BertModel's own forward.
@@ -37,7 +41,7 @@ class NoteConfig:
     n_layer: int = 6  # layers of the random base (ignored for "minilm", which has 6)
     n_head: int = 12  # heads of the random base
     n_trainable_layers: int = 2  # top encoder layers fine-tuned; the embeddings and lower layers stay frozen
-    max_length: int = 256  # tokens kept per note text (the start of the text)
+    max_length: int = 256  # tokens per window; a longer text is read in overlapping windows, pooled
     dropout: float = 0.1  # dropout before the head
     labels: tuple[str, ...] = DIAGNOSES  # head outputs, in this order
 
@@ -138,14 +142,22 @@ class NoteEncoder(nn.Module):
             h = self.bert.embeddings(input_ids=input_ids)  # (B, T, H)
             return self._layers(h, attention_mask, self.bert.encoder.layer[: self.n_frozen])
 
-    def forward_from_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self._layers(hidden, attention_mask, self.bert.encoder.layer[self.n_frozen:])  # (B, T, H)
-        m = attention_mask[..., None].to(h.dtype)  # (B, T, 1)
-        emb = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, H) mean over real tokens
-        return self.head(self.drop(emb)), emb  # (B, L), (B, H)
+    def forward_from_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                            chunk_owner: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self._layers(hidden, attention_mask, self.bert.encoder.layer[self.n_frozen:])  # (C, T, H)
+        m = attention_mask[..., None].to(h.dtype)  # (C, T, 1)
+        emb = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (C, H) mean over real tokens
+        if chunk_owner is not None:  # windows of one text -> that text: mean of its window embeddings
+            n = int(chunk_owner.max()) + 1
+            pooled = torch.zeros(n, emb.shape[1], dtype=emb.dtype, device=emb.device)  # (N, H)
+            pooled.index_add_(0, chunk_owner, emb)
+            counts = torch.bincount(chunk_owner, minlength=n).clamp(min=1).to(emb.dtype)  # (N,)
+            emb = pooled / counts[:, None]  # (N, H)
+        return self.head(self.drop(emb)), emb  # (N, L), (N, H)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_from_hidden(self.frozen_hidden(input_ids, attention_mask), attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                chunk_owner: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_from_hidden(self.frozen_hidden(input_ids, attention_mask), attention_mask, chunk_owner)
 
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         """What a checkpoint stores: everything for a random base; for MiniLM only the trainable parts."""

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmdx.core.case import PatientCase
-from mmdx.core.errors import ToolInputError
+from mmdx.core.errors import DatasetLayoutError, ToolInputError
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
 from mmdx.models.build import KINDS, build_model, config_from_dict, config_to_dict, load_config
 from mmdx.models.calibration import apply_temperature, ece, evaluate, fit_temperature, fit_thresholds, nll
@@ -52,7 +52,9 @@ DEFAULT_EPOCHS = {"cxr": 20, "labs": 30, "notes": 3}
 def load_split(data_dir: Path, split: str) -> list[PatientCase]:
     folder = Path(data_dir) / "cases" / split
     if not folder.is_dir():
-        raise FileNotFoundError(f"no {split} split at {folder} (expected the layout of `mmdx data build`)")
+        from mmdx.data.readers.splits import layout_problem
+
+        raise DatasetLayoutError(layout_problem(data_dir) or f"no {split} split at {folder}")
     return [PatientCase.load(p) for p in sorted(folder.glob("*.json"))]
 
 
@@ -115,9 +117,12 @@ def cache_frozen(encoder: NoteEncoder, items: list, config, device: str, batch: 
     for i in tqdm(range(0, len(items), batch), desc="cache frozen layers", mininterval=5):
         idx = order[i:i + batch]
         enc = collate("notes", [items[j] for j in idx], config)
-        h = encoder.frozen_hidden(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # (B, T, H)
-        for j, row, n in zip(idx, h, enc["attention_mask"].sum(1).tolist()):
-            out[j] = HiddenItem(row[:n].to("cpu", torch.float16))
+        h = encoder.frozen_hidden(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # (C, T, H)
+        owner = enc["chunk_owner"].tolist()  # cached training reads each note's first window; inference pools them all
+        first = [owner.index(k) for k in range(len(idx))]
+        for j, r in zip(idx, first):
+            n = int(enc["attention_mask"][r].sum())
+            out[j] = HiddenItem(h[r, :n].to("cpu", torch.float16))
     return out
 
 
@@ -252,7 +257,7 @@ def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: in
         description = describe_data([c for s in SPLITS for c in cases[s]])
     for s in SPLITS:
         if len(split_data[s][0]) == 0:
-            raise ValueError(f"no {s} cases with the {kind} modality and labels in {data}")
+            raise DatasetLayoutError(f"no {s} cases with the {kind} modality and labels in {data}/cases/{s}/")
     (tr_items, tr_y, tr_ids), (va_items, va_y, va_ids), (te_items, te_y, te_ids) = (split_data[s] for s in SPLITS)
 
     model = build_model(kind, config)

@@ -20,3 +20,10 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_data_home(tmp_path_factory):
+    """Tests never write the user's audit log or conversations (core/config.data_home)."""
+    os.environ.setdefault("MMDX_DATA_HOME", str(tmp_path_factory.mktemp("mmdx-data")))
+    yield

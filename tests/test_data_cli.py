@@ -37,9 +37,9 @@ def test_import_forwards_argv_to_readers_cli(monkeypatch):
     import types
 
     seen = []
-    fake = types.ModuleType("mmdx.data.readers_cli")
+    fake = types.ModuleType("mmdx.data.readers.cli")
     fake.main = lambda argv=None: seen.append(argv) or 7
-    monkeypatch.setitem(sys.modules, "mmdx.data.readers_cli", fake)
+    monkeypatch.setitem(sys.modules, "mmdx.data.readers.cli", fake)
     assert main(["import", "mimic", "--root", "/x", "--help"]) == 7
     assert seen == [["mimic", "--root", "/x", "--help"]]
 

@@ -104,7 +104,7 @@ def test_unit_conversion_and_impossible_values_name_the_field():
     with pytest.raises(CaseValidationError) as e:
         PatientCase.from_dict({"case_id": "u", "demographics": {"age": 50},
                                "measurements": [{"time": "2024-01-01T00:00", "variable": "glucose", "value": 300, "unit": "mmol/L"}]})
-    assert e.value.problems[0][0] == "measurements.0" and "impossible value for glucose" in e.value.problems[0][1]
+    assert e.value.problems[0][0] == "measurements.0.value" and "impossible value for glucose" in e.value.problems[0][1]
 
 
 def test_case_validate_cli(tmp_path):

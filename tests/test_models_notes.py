@@ -67,3 +67,60 @@ def test_minilm_matches_the_packaged_sentence_transformer():
     sd = model.checkpoint_state_dict()
     assert all(k.startswith(("bert.encoder.layer.", "head.")) for k in sd)
     assert sum(v.numel() for v in sd.values()) * 4 < 10e6  # fits the 10 MB budget in float32
+
+
+# ---- long notes are read whole; a note in another language is a typed error
+
+def _note_case(*texts):
+    from mmdx.core.case import PatientCase
+
+    return PatientCase.from_dict({"case_id": "long", "demographics": {"age": 70},
+                                  "notes": [{"kind": "history_of_present_illness", "text": t} for t in texts]})
+
+
+def test_a_long_note_is_read_whole_and_pooled():
+    import torch
+
+    from mmdx.models.build import build_model, load_config
+    from mmdx.models.featurize import collate, note_features
+
+    cfg = load_config("notes", "tiny")  # 64-token windows
+    head = "Productive cough and fever for three days. "
+    tail = "Right basal crackles, bronchial breathing and dullness to percussion on the right. "
+    long_item = note_features(_note_case(head * 30 + tail))
+    short_item = note_features(_note_case(head))
+    batch = collate("notes", [long_item, short_item], cfg)
+    owner = batch["chunk_owner"].tolist()
+    assert owner.count(0) > 3 and owner.count(1) == 1 and batch["input_ids"].shape[0] == len(owner)
+    assert any("read whole" in n for n in long_item.notes) and not short_item.notes
+    model = build_model("notes", cfg).eval()
+    with torch.no_grad():
+        logits, emb = model(**batch)
+        assert logits.shape == (2, len(cfg.labels)) and emb.shape[0] == 2
+        # the end of the note counts: change only the last window and the prediction changes
+        other = note_features(_note_case(head * 30 + "Clear chest, no crackles, normal percussion note everywhere. "))
+        logits2, _ = model(**collate("notes", [other, short_item], cfg))
+    assert not torch.allclose(logits[0], logits2[0]) and torch.allclose(logits[1], logits2[1], atol=1e-5)
+    # pooled = mean of the window embeddings
+    with torch.no_grad():
+        per_window = model(batch["input_ids"], batch["attention_mask"])[1]
+    assert torch.allclose(emb[0], per_window[torch.tensor(owner) == 0].mean(0), atol=1e-5)
+
+
+def test_a_note_in_another_language_is_unsupported_not_an_injection():
+    import pytest
+
+    from mmdx.core.errors import UnsupportedLanguage
+    from mmdx.core.screen import note_language
+    from mmdx.models.featurize import note_features
+
+    french = ("Patiente de 72 ans admise pour une toux productive et une fièvre depuis trois jours. Elle est "
+              "essoufflée à l'effort et la saturation est à 89 % en air ambiant. À l'auscultation, des crépitants "
+              "sont entendus à la base droite.")
+    assert note_language(french) == "French" and note_language("Cough and fever for three days.") == "English"
+    assert note_language("患者は3日前から咳と発熱があり、右下肺で断続性ラ音を聴取する。") == "Japanese"
+    with pytest.raises(UnsupportedLanguage) as e:
+        note_features(_note_case(french))
+    assert e.value.kind == "unsupported_language" and "English only" in str(e.value) and "addressed to an AI" not in str(e.value)
+    mixed = note_features(_note_case("Cough and fever for three days, crackles at the right base.", french))
+    assert any("French" in n and "not read" in n for n in mixed.notes)

@@ -15,7 +15,7 @@ import pytest
 from mmdx.core.case import PatientCase
 from mmdx.data import readers
 from mmdx.data.readers import MalformedRow, ReadReport
-from mmdx.data.readers_cli import main
+from mmdx.data.readers.cli import main
 from mmdx.core.errors import CaseValidationError
 from mmdx.core.images import load_image
 from mmdx.core.labels import IMAGING_FINDINGS
@@ -306,13 +306,14 @@ def test_cli_imports_each_format(tmp_path, capsys):
     assert main(["import", "chexpert", str(CHEXPERT_CSV), "--out", str(tmp_path / "cx"), "--uncertain", "positive"]) == 0
     out = capsys.readouterr().out
     assert "written: 4 case(s)" in out and "skipped: 1 (image not found)" in out
-    assert len(list((tmp_path / "cx").glob("*.json"))) == 4
+    assert len(list((tmp_path / "cx" / "cases").glob("*/*.json"))) == 4  # the cohort layout, split by patient
     assert main(["nih", str(NIH_CSV), "--out", str(tmp_path / "nih")]) == 0
     assert main(["medmnist", str(NPZ), "--split", "train", "--out", str(tmp_path / "mm"), "--limit", "3"]) == 0
-    assert len(list((tmp_path / "mm" / "images").glob("*.png"))) == 3
+    assert len(list((tmp_path / "mm" / "cases" / "train" / "images").glob("*.png"))) == 3  # MedMNIST's own split
     assert main(["mimic-iv", str(MIMIC), "--hadm-ids", "20000001,20000002", "--out", str(tmp_path / "mimic")]) == 0
     assert "written: 2 case(s)" in capsys.readouterr().out
-    loaded = PatientCase.load(tmp_path / "mimic" / "mimic-iv_20000001.json")
+    (found,) = (tmp_path / "mimic" / "cases").glob("*/mimic-iv_20000001.json")
+    loaded = PatientCase.load(found)
     assert loaded.demographics.age == 54
 
 

@@ -33,6 +33,13 @@ def tools_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _json_error(kind: str, message: str, field: str | None = None, problems=()) -> None:
+    """An error as the one JSON object on stdout (with --json, stdout carries JSON only)."""
+    json.dump({"error": kind, "message": message, "field": field,
+               "problems": [{"field": f, "message": m} for f, m in problems]}, sys.stdout)
+    print()
+
+
 def tool_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mmdx tool", description="Run one tool on a case file.")
     p.add_argument("name", help="tool name (see `mmdx tools list`)")
@@ -49,19 +56,24 @@ def tool_main(argv: list[str] | None = None) -> int:
         tool = tools.get(args.name) if not args.weights else tool_class(args.name)(weights_dir=args.weights)  # UnknownTool if no such name
         out = tool(CaseInput(case=case))
     except CaseValidationError as e:
-        print(f"mmdx tool: invalid case {args.case}:", file=sys.stderr)
-        for field, msg in e.problems:
-            print(f"  {field}: {msg}", file=sys.stderr)
+        if args.json:
+            _json_error("invalid_case", f"invalid case {args.case}", problems=e.problems)
+        else:
+            print(f"mmdx tool: invalid case {args.case}:", file=sys.stderr)
+            for field, msg in e.problems:
+                print(f"  {field}: {msg}", file=sys.stderr)
         return 1
     except ToolInputError as e:
         if args.json:
-            json.dump({"error": e.kind, "message": str(e), "field": e.field}, sys.stdout)
-            print()
+            _json_error(e.kind, str(e), field=e.field)
         else:
             print(f"mmdx tool {args.name}: {e.kind}: {e}", file=sys.stderr)
         return 1
     except MmdxError as e:
-        print(f"mmdx tool {args.name}: {type(e).__name__}: {e}", file=sys.stderr)
+        if args.json:
+            _json_error(type(e).__name__, str(e))
+        else:
+            print(f"mmdx tool {args.name}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if args.json:
         print(out.model_dump_json(indent=2))

@@ -23,7 +23,7 @@ from mmdx.core.tool import CaseInput, ClassifierOutput
 
 log = logging.getLogger(__name__)
 
-FailureKind = Literal["modality_absent", "corrupt_input", "invalid_input", "unknown_tool", "tool_error", "timeout", "actor_died"]
+FailureKind = Literal["modality_absent", "corrupt_input", "invalid_input", "unsupported_language", "unknown_tool", "tool_error", "timeout", "actor_died"]
 
 
 class ToolFailure(BaseModel):

@@ -6,8 +6,11 @@
     mmdx data import mimic-iv  ROOT [--hadm-ids 1,2,...] --out DIR
     mmdx data import iu-reports --out FILE.jsonl [--split train|val|test|all] [--seed 0]
 
-Each writes one `<case_id>.json` per case (MedMNIST also writes PNGs under DIR/images/) and prints
-what it wrote and what it skipped, by reason. `--lenient` skips malformed rows (counted) instead of
+CheXpert, NIH and MIMIC-IV write the cohort layout training reads, DIR/cases/{train,val,test}/,
+split by patient (data/readers/splits.py; `--fractions`, `--seed`; `--flat` writes one folder as
+before, and `mmdx data split` splits such a folder later). MedMNIST ships its own splits: `--split
+S` writes DIR/cases/S/ (with PNGs under DIR/cases/S/images/). Each prints what it wrote and what it
+skipped, by reason. `--lenient` skips malformed rows (counted) instead of
 stopping at the first with an error naming file, line and column. Exit status: 0 done, 1 bad data,
 2 bad arguments or dataset not found.
 """
@@ -18,18 +21,32 @@ import json
 import sys
 from pathlib import Path
 
+from mmdx.core.errors import CaseValidationError, CorruptInput, DatasetLayoutError
 from mmdx.data import readers
-from mmdx.core.errors import CaseValidationError, CorruptInput
+from mmdx.data.readers.splits import DEFAULT_FRACTIONS, parse_fractions, write_layout
+
+
+def _fractions(text: str):
+    try:
+        return parse_fractions(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmdx data import", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="format", required=True)
 
-    def common(sp: argparse.ArgumentParser, out_help: str = "folder for the case JSON files") -> None:
+    def common(sp: argparse.ArgumentParser, out_help: str = "cohort folder: cases/{train,val,test}/*.json") -> None:
         sp.add_argument("--out", required=True, type=Path, help=out_help)
         sp.add_argument("--lenient", action="store_true", help="skip malformed rows (counted) instead of stopping")
         sp.add_argument("--limit", type=int, default=None, help="stop after this many cases")
+
+    def splits(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--fractions", type=_fractions, default=DEFAULT_FRACTIONS, metavar="TRAIN,VAL,TEST",
+                        help="patient fractions per split (default 0.7,0.15,0.15)")
+        sp.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+        sp.add_argument("--flat", action="store_true", help="write every case into OUT itself, unsplit")
 
     for name, src in (("chexpert", "CheXpert train.csv / valid.csv"), ("nih", "NIH Data_Entry_2017*.csv")):
         sp = sub.add_parser(name, help=f"{src} + image folder")
@@ -39,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "chexpert":
             sp.add_argument("--uncertain", choices=("ignore", "positive"), default="ignore", help="how to read -1.0 labels")
         common(sp)
+        splits(sp)
     sp = sub.add_parser("medmnist", help="MedMNIST ChestMNIST .npz")
     sp.add_argument("npz", type=Path)
     sp.add_argument("--split", choices=("train", "val", "test"), required=True)
@@ -47,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("root", type=Path)
     sp.add_argument("--hadm-ids", default=None, help="comma-separated hadm_id values to keep")
     common(sp)
+    splits(sp)
     sp = sub.add_parser("iu-reports", help="Indiana University reports shipped in torchxrayvision (CC BY-NC-ND 4.0)")
     sp.add_argument("--out", required=True, type=Path, help="JSON Lines file to write")
     sp.add_argument("--archive", type=Path, default=None, help="NLMCXR_reports.tgz (default: torchxrayvision's copy)")
@@ -55,7 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_cases(cases, out: Path) -> int:
+def _write_cases(cases, args: argparse.Namespace) -> int:
+    out = args.out
+    if not args.flat:
+        record = write_layout(cases, out, args.fractions, args.seed)
+        print(f"splits (by patient): " + ", ".join(f"{s} {record['cases'][s]} case(s) of {record['patients'][s]} patient(s)"
+                                                  for s in ("train", "val", "test")) + f"; see {out / 'splits.json'}")
+        if record["cases_without_patient_key"]:
+            print(f"  {record['cases_without_patient_key']} case(s) name no patient: each was split as its own patient")
+        return len(cases)
     out.mkdir(parents=True, exist_ok=True)
     for case in cases:
         case.save(out / readers.case_filename(case.case_id))
@@ -89,8 +116,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {label}: {n}")
         return 0
     if args.format == "medmnist":
-        paths = readers.medmnist_to_cases(args.npz, args.split, args.out, limit=args.limit, report=report)
-        _print_report(report, len(paths), args.out)
+        out = args.out / "cases" / args.split
+        paths = readers.medmnist_to_cases(args.npz, args.split, out, limit=args.limit, report=report)
+        _print_report(report, len(paths), out)
         return 0
     if args.format == "mimic-iv":
         hadm = None
@@ -107,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         extra = {"uncertain": args.uncertain} if args.format == "chexpert" else {}
         cases = read(args.csv, args.images, lenient=args.lenient, require_images=not args.keep_missing_images,
                      limit=args.limit, report=report, **extra)
-    _print_report(report, _write_cases(cases, args.out), args.out)
+    _print_report(report, _write_cases(cases, args), args.out)
     return 0
 
 
@@ -122,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         return _run(args)
-    except readers.DatasetNotFound as e:
+    except (readers.DatasetNotFound, DatasetLayoutError) as e:
         print(f"mmdx data import: {e}", file=sys.stderr)
         return 2
     except (CaseValidationError, CorruptInput) as e:
