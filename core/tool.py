@@ -1,15 +1,25 @@
 """The tool protocol: what every modality tool is, to Python, to the CLI and to the LLM.
 
-A tool is a class with a `name`, pydantic `Input` and `Output` models, the modalities it `requires`
-and `__call__(Input) -> Output`. Its docstring is its description for the LLM, written once:
+A tool is a class with a `name`, pydantic `Input` and `Output` models, what it needs of a case and
+`__call__(Input) -> Output`. Its docstring is its description for the LLM, written once:
 `describe(tool)` builds what the LLM sees from the docstring and the schemas. Tools raise
 `ToolInputError` subclasses (core/errors.py) for bad input; every other exception is a bug.
+
+What a tool needs, declared as class variables:
+- `requires`: modalities that must all be present (cxr needs the image);
+- `accepts` + `min_modalities`: at least that many of those modalities present (the fused model:
+  two or more of cxr, labs, notes); `requires_of` says both in words;
+- `depends_on`: tools whose outputs it reads. A caller runs those first with `with_encoding=True`
+  (their outputs then carry an `Encoding`, the tokens the fused model reads, computed in the same
+  forward pass) and hands the outputs over in `FusedInput.upstream`, so no encoder runs twice.
 """
 from __future__ import annotations
 
 import inspect
-from typing import ClassVar, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmdx.core.case import Modality, PatientCase
@@ -20,6 +30,17 @@ class CaseInput(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     case: PatientCase
+    with_encoding: bool = False  # also return the encoder's tokens (for a tool that depends on this one)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """A modality encoder's tokens for one case: what the fused model reads. Travels with the
+    output in memory and through Ray; never serialised to JSON (large, and no use to a reader)."""
+
+    tool: str
+    weights_sha256: str
+    tokens: np.ndarray  # (T, D) float16, the real tokens only
 
 
 class Provenance(BaseModel):
@@ -58,6 +79,7 @@ class ClassifierOutput(BaseModel):
     ood_flag: bool = False
     provenance: Provenance
     notes: tuple[str, ...] = ()  # visible degradations ("3 lab values in unknown variables ignored")
+    encoding: Any = Field(default=None, exclude=True, repr=False)  # Encoding, when the input asked for it
 
     def probability(self, label: str) -> float:
         for s in self.scores:
@@ -67,6 +89,15 @@ class ClassifierOutput(BaseModel):
 
     def positives(self) -> list[LabelScore]:
         return sorted((s for s in self.scores if s.positive), key=lambda s: -s.probability)
+
+
+class FusedInput(BaseModel):
+    """Input of a tool that reads other tools' outputs: the case and those outputs by tool name
+    (each carrying its `Encoding`). A modality whose tool failed or did not run is simply absent."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    case: PatientCase
+    upstream: dict[str, ClassifierOutput] = Field(default_factory=dict)
 
 
 @runtime_checkable
@@ -108,8 +139,23 @@ def describe(tool: type | object) -> str:
     cls = tool if isinstance(tool, type) else type(tool)
     doc = inspect.getdoc(cls) or ""
     first = doc.split("\n\n")[0].replace("\n", " ").strip()
-    req = ", ".join(sorted(m.value for m in cls.requires)) or "nothing"
-    return f"{first} Requires: {req}."
+    return f"{first} Requires: {requires_of(cls)}."
+
+
+def requires_of(tool: type | object) -> str:
+    """What the tool needs, in words: "cxr", "labs", "2 or more of cxr, labs, notes"."""
+    cls = tool if isinstance(tool, type) else type(tool)
+    parts = [", ".join(sorted(m.value for m in cls.requires))] if cls.requires else []
+    accepts, k = getattr(cls, "accepts", frozenset()), getattr(cls, "min_modalities", 0)
+    if accepts and k:
+        parts.append(f"{k} or more of {', '.join(sorted(m.value for m in accepts))}")
+    return "; ".join(parts) or "nothing"
+
+
+def can_run(tool: type | object, case: PatientCase) -> bool:
+    cls = tool if isinstance(tool, type) else type(tool)
+    accepts, k = getattr(cls, "accepts", frozenset()), getattr(cls, "min_modalities", 0)
+    return cls.requires <= case.modalities and len(accepts & case.modalities) >= k
 
 
 def check_requires(tool: type | object, case: PatientCase) -> None:
@@ -120,6 +166,10 @@ def check_requires(tool: type | object, case: PatientCase) -> None:
     missing = sorted(m.value for m in cls.requires - case.modalities)
     if missing:
         raise ModalityAbsent(f"case {case.case_id} has no {', '.join(missing)}; {cls.name} cannot run", field=missing[0])
+    if not can_run(cls, case):
+        have = sorted(m.value for m in case.modalities) or ["none"]
+        raise ModalityAbsent(f"case {case.case_id} has {', '.join(have)}; {cls.name} needs {requires_of(cls)}",
+                             field="modalities")
 
 
 def partition_runnable(tool: type | object, inputs: list) -> tuple[list, list[int]]:

@@ -52,7 +52,7 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model_id: str  # e.g. "mmdx-labs-small-<first 12 of sha256>"
-    kind: Literal["cxr", "labs", "notes"]
+    kind: str  # a models/registry.py kind, or "fused"
     config_name: str  # "tiny", "small", ...
     config: dict  # the dataclass fields, enough to rebuild the architecture
     labels: list[str]

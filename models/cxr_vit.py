@@ -58,7 +58,9 @@ class CxrViT(nn.Module):
         for p in (self.row_pos, self.col_pos, self.cls_token, self.registers):
             nn.init.normal_(p, std=0.02)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, return_tokens: bool = False):
+        """(logits (B, L), embedding (B, D)); with `return_tokens` also the patch tokens pooled 2x2,
+        (B, N/4, D), and their mask (B, N/4): what the fusion model reads."""
         c = self.config
         B, _, H, W = images.shape
         if H != c.image_size or W != c.image_size:
@@ -72,5 +74,11 @@ class CxrViT(nn.Module):
         x = self.drop(torch.cat([cls, reg, x], dim=1))  # (B, 1 + R + N, D)
         for block in self.blocks:
             x = block(x)
-        emb = self.ln_f(x[:, 0])  # (B, D)
-        return self.head(emb), emb  # (B, L), (B, D)
+        x = self.ln_f(x)
+        emb = x[:, 0]  # (B, D)
+        if not return_tokens:
+            return self.head(emb), emb  # (B, L), (B, D)
+        g = c.image_size // c.patch_size
+        patches = x[:, 1 + c.n_registers:].reshape(B, g, g, c.n_embd).permute(0, 3, 1, 2)  # (B, D, g, g)
+        pooled = torch.nn.functional.avg_pool2d(patches, 2, ceil_mode=True).flatten(2).transpose(1, 2)  # (B, N/4, D)
+        return self.head(emb), emb, pooled, torch.ones(pooled.shape[:2], dtype=torch.bool, device=x.device)

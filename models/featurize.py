@@ -160,10 +160,8 @@ def collate_labs(items: list[LabItem]) -> dict[str, torch.Tensor]:
 def note_text(case: PatientCase, set_aside: list[str] | None = None) -> str:
     """The notes as the model reads them. Text addressed to an AI (chat turns, tool-call JSON, "ignore
     previous instructions", another language: mmdx.core.screen) is set aside, and what was set aside
-    is appended to `set_aside`. Diagnosis names are redacted exactly as in the training cohort
-    (core/labels.redact), so text naming a diagnosis (an injected "report heart failure") is as
-    unseen to the model at inference as it was in training."""
-    from mmdx.core.labels import redact
+    is appended to `set_aside`. The rest is read as written: the training notes never name the final
+    diagnosis (past history may name a comorbidity, as real notes do), so nothing is redacted."""
     from mmdx.core.screen import note_language, screen_note
 
     if not case.notes:
@@ -178,7 +176,7 @@ def note_text(case: PatientCase, set_aside: list[str] | None = None) -> str:
         if screened.flagged and set_aside is not None:
             set_aside.append(f"{n.kind} note: {screened.summary()}")
         if screened.text.strip():
-            parts.append(f"[{n.kind.replace('_', ' ')}] {redact(screened.text)}")
+            parts.append(f"[{n.kind.replace('_', ' ')}] {screened.text}")
     if foreign and set_aside is not None and parts:
         set_aside.append(f"not read (the note model reads English only): {'; '.join(foreign)}")
     if foreign and not parts:
@@ -228,32 +226,36 @@ def collate_notes(items: list[NoteItem], max_length: int) -> dict[str, torch.Ten
             "chunk_owner": torch.tensor([owner[c] for c in keep], dtype=torch.long)}  # (C,)
 
 
-# ---- dispatch
+# ---- dispatch: by the modality the kind reads (models/registry.py)
 def featurize(kind: str, case: PatientCase, config, lab_stats: LabStats | None = None):
-    if kind == "cxr":
+    from mmdx.models.registry import spec
+
+    modality = spec(kind).modality
+    if modality == "cxr":
         return cxr_features(case, config.image_size)
-    if kind == "labs":
+    if modality == "labs":
         if lab_stats is None:
             raise ValueError("lab features need the training statistics (lab_stats)")
         return lab_features(case, lab_stats, config.max_tokens, config.panel, config.variables)
-    if kind == "notes":
-        return note_features(case)
-    raise ValueError(f"unknown model kind {kind!r}")
+    return note_features(case)
 
 
 def collate(kind: str, items: list, config) -> dict[str, torch.Tensor]:
-    if kind == "cxr":
+    from mmdx.models.registry import spec
+
+    modality = spec(kind).modality
+    if modality == "cxr":
         return collate_cxr(items)
-    if kind == "labs":
+    if modality == "labs":
         return collate_labs(items)
-    if kind == "notes":
-        return collate_notes(items, config.max_length)
-    raise ValueError(f"unknown model kind {kind!r}")
+    return collate_notes(items, config.max_length)
 
 
 def targets(case: PatientCase, labels: tuple[str, ...], kind: str) -> np.ndarray:
-    """(L,) float32 multi-hot: findings for the image model, diagnoses for labs and notes."""
+    """(L,) float32 multi-hot over the kind's target: imaging findings or diagnoses."""
+    from mmdx.models.registry import spec
+
     if case.labels is None:
         raise ValueError(f"case {case.case_id} has no labels")
-    have = set(case.labels.findings if kind == "cxr" else case.labels.diagnoses)
+    have = set(case.labels.findings if spec(kind).target == "imaging_findings" else case.labels.diagnoses)
     return np.array([lab in have for lab in labels], dtype=np.float32)

@@ -38,6 +38,7 @@ class Prediction:
     embedding: np.ndarray  # (D,) pooled representation
     ood_score: float  # > 1: further from the training data than 95% of validation cases
     notes: list[str] = field(default_factory=list)  # visible degradations (truncation, resizing, ...)
+    tokens: np.ndarray | None = None  # (T, D) float16, when asked for: what the fusion model reads
 
 
 def default_device() -> str:
@@ -45,7 +46,7 @@ def default_device() -> str:
 
 
 def load_state(model: nn.Module, kind: str, sd: dict[str, torch.Tensor]) -> None:
-    if kind == "notes":
+    if hasattr(model, "load_checkpoint_state_dict"):  # a note encoder stores only its trained parts
         model.load_checkpoint_state_dict(sd)
         return
     try:
@@ -54,18 +55,33 @@ def load_state(model: nn.Module, kind: str, sd: dict[str, torch.Tensor]) -> None
         raise WeightsError(f"{kind} weights do not fit the card's config: {str(e)[:300]}") from e
 
 
+MAX_FUSION_TOKENS = 48  # tokens per case handed to the fusion model (labs: the demographic token + the most recent)
+
+
 @torch.inference_mode()
-def predict_batches(model: nn.Module, items: list, collate_fn, device: str, max_batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Raw logits (N, L) and embeddings (N, D) of `model(**collate_fn(chunk))`, eval mode, in chunks."""
+def predict_batches(model: nn.Module, items: list, collate_fn, device: str, max_batch: int = 256,
+                    return_tokens: bool = False):
+    """Raw logits (N, L) and embeddings (N, D) of `model(**collate_fn(chunk))`, eval mode, in chunks.
+    With `return_tokens`, also each item's real tokens as a float16 array (T_i, D_tok) (at most
+    MAX_FUSION_TOKENS: the first token and the last ones), the input of the fusion model."""
     if model.training:  # eval() walks every submodule: ~1 ms a call on the cxr ViT, so only when needed
         model.eval()
-    logits, embs = [], []
+    logits, embs, tokens = [], [], []
     for i in range(0, len(items), max_batch):
         batch = {k: v.to(device) for k, v in collate_fn(items[i:i + max_batch]).items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            lo, em = model(**batch)
-        logits.append(lo.float().cpu().numpy())
-        embs.append(em.float().cpu().numpy())
+            out = model(**batch, return_tokens=True) if return_tokens else model(**batch)
+        logits.append(out[0].float().cpu().numpy())
+        embs.append(out[1].float().cpu().numpy())
+        if return_tokens:
+            toks, mask = out[2].float().cpu(), out[3].cpu()
+            for t, m in zip(toks, mask):
+                real = t[m].numpy().astype(np.float16)  # (T, D)
+                if len(real) > MAX_FUSION_TOKENS:
+                    real = np.concatenate([real[:1], real[-(MAX_FUSION_TOKENS - 1):]])
+                tokens.append(real)
+    if return_tokens:
+        return np.concatenate(logits), np.concatenate(embs), tokens
     return np.concatenate(logits), np.concatenate(embs)
 
 
@@ -97,15 +113,21 @@ class LoadedModel:
         """The model's input for one case (CPU work: decoding, resizing, tokenising); raises ToolInputError."""
         return featurize(self.kind, case, self.config, self.card.feature_stats)
 
-    def predict_items(self, items: list) -> list[Prediction]:
-        """Calibrated predictions for featurized items: one batched forward pass (in chunks of max_batch)."""
+    def predict_items(self, items: list, with_tokens: bool = False) -> list[Prediction]:
+        """Calibrated predictions for featurized items: one batched forward pass (in chunks of max_batch).
+        `with_tokens` also returns each item's token set (the same pass)."""
         if not items:
             return []
-        logits, embs = self.forward_items(items)
+        tokens = [None] * len(items)
+        if with_tokens:
+            logits, embs, tokens = predict_batches(self.model, items, lambda chunk: collate(self.kind, chunk, self.config),
+                                                   self.device, self.max_batch, return_tokens=True)
+        else:
+            logits, embs = self.forward_items(items)
         probs = apply_temperature(logits, self.temperatures)
         ood = self.card.ood.score(embs) if self.card.ood is not None else np.zeros(len(items))
         # the score is returned; the tool flags it (at OOD_FLAG_AT), one threshold for one thing
-        return [Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]), notes=list(item.notes))
+        return [Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]), notes=list(item.notes), tokens=tokens[j])
                 for j, item in enumerate(items)]
 
     def predict(self, cases: list[PatientCase]) -> list[Prediction | ToolInputError]:
@@ -122,7 +144,7 @@ class LoadedModel:
         return results  # type: ignore[return-value]
 
 
-def load_model(kind: Literal["cxr", "labs", "notes"], weights_dir: Path | None = None, device: str | None = None) -> LoadedModel:
+def load_model(kind: str, weights_dir: Path | None = None, device: str | None = None) -> LoadedModel:
     """The trained model of `kind` from `weights_dir` (default: models/weights/<kind>/ in the package).
 
     Raises WeightsError when the card or weights are missing, do not match the recorded sha256, or

@@ -45,10 +45,9 @@ class LabConfig:
     max_tokens: int = 256  # longest series kept (the most recent measurements)
     dropout: float = 0.1  # dropout in blocks and embeddings
     labels: tuple[str, ...] = DIAGNOSES  # head outputs, in this order
-    # Variables the model reads (empty = every variable in `variables`). The shipped default reads a panel
-    # every presentation gets (vitals, blood count, basic chemistry, CRP): in the synthetic cohort,
-    # WHICH disease-specific tests were ordered (BNP, blood gas, lactate) predicted the label with
-    # AUROC up to 0.999 on its own, a shortcut the model must not learn.
+    # Variables the model reads (empty = every variable in `variables`). A panel narrows what a model
+    # reads: the clinosim-era default read only vitals, blood count, chemistry and CRP because that
+    # cohort's test ordering gave the label away (AUROC 0.999 from which tests were ordered).
     panel: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -112,7 +111,8 @@ class LabTransformer(nn.Module):
         times: torch.Tensor,  # (B, T) float, hours since the first measurement
         mask: torch.Tensor,  # (B, T) bool, True for real tokens
         demo: torch.Tensor,  # (B, n_demo) float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_tokens: bool = False,  # also return the demographic and measurement tokens (for fusion)
+    ):
         B, T = var_idx.shape
         mask = mask.bool()
         var_idx = var_idx.masked_fill(~mask, 0)  # padding indices may be anything; make them valid
@@ -123,5 +123,8 @@ class LabTransformer(nn.Module):
         full_mask = torch.cat([mask.new_ones(B, 2), mask], dim=1)  # (B, 2 + T)
         for block in self.blocks:
             x = block(x, mask=full_mask)
-        emb = self.ln_f(x[:, 0])  # (B, D)
-        return self.head(emb), emb  # (B, L), (B, D)
+        x = self.ln_f(x)
+        emb = x[:, 0]  # (B, D)
+        if not return_tokens:
+            return self.head(emb), emb  # (B, L), (B, D)
+        return self.head(emb), emb, x[:, 1:], full_mask[:, 1:]  # ..., (B, 1 + T, D), (B, 1 + T)

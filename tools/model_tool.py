@@ -15,7 +15,8 @@ from typing import ClassVar
 
 from mmdx.core.case import Modality
 from mmdx.core.errors import ToolInputError
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_prepared, partition_runnable
+from mmdx.core.tool import (CaseInput, ClassifierOutput, Encoding, LabelScore, Provenance, partition_prepared,
+                            partition_runnable)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class ModelTool:
         """Outputs for `inputs` from their `prepare`d items: one batched forward pass."""
         results, todo = partition_prepared(prepared)
         if todo:
-            preds = self.model.predict_items([prepared[i] for i in todo])
+            with_tokens = any(getattr(inputs[i], "with_encoding", False) for i in todo)
+            preds = self.model.predict_items([prepared[i] for i in todo], with_tokens=with_tokens)
             prov = self.provenance()
             card = self.model.card
             for i, pred in zip(todo, preds):
@@ -96,6 +98,8 @@ class ModelTool:
                     tool=self.name, case_id=inputs[i].case.case_id, target=self.target, scores=scores,
                     embedding=tuple(float(x) for x in pred.embedding), ood_score=ood, ood_flag=ood > OOD_FLAG_AT,
                     provenance=prov, notes=tuple(notes),
+                    encoding=(Encoding(tool=self.name, weights_sha256=card.weights_sha256, tokens=pred.tokens)
+                              if getattr(inputs[i], "with_encoding", False) and pred.tokens is not None else None),
                 )
         return results
 

@@ -15,7 +15,7 @@ prompted with their results, and a chest radiograph if one was taken. It is draw
    by age and history, centred so the marginals hold), loading on a per-case severity that is
    correlated with the finding burden. Values exist whether or not a test is ordered;
 5. orders and timing from the complaint group and age only: vitals at triage (re-checked 0-2 times
-   at random), the core blood panel, complaint-driven extras (BNP, troponin, venous gas, D-dimer,
+   at random), the core blood panel, complaint-driven extras (BNP, troponin, arterial gas, D-dimer,
    lactate, procalcitonin, urinalysis), a second troponin for chest pain and a repeat lactate when
    the first is high (a clinician's reaction to a value, so missingness there is informative, as in
    real records);
@@ -293,7 +293,7 @@ def _measure(rng: np.random.Generator, phys: dict[str, float], urine: tuple[int,
     for test in ordered:
         if test in ("bnp", "troponin", "d_dimer", "lactate", "procalcitonin"):
             out.append(Measured(tb, test, _round(test, phys[test]), lab_units[test]))
-        elif test == "vbg":
+        elif test == "abg":
             out += [Measured(tb, "ph", _round("ph", phys["ph"]), "pH"), Measured(tb, "pco2", _round("pco2", phys["pco2"]), "mmHg")]
         elif test == "urinalysis":
             tu = float(rng.uniform(0.5, 2.0))

@@ -270,11 +270,11 @@ BLOODS_P = 0.93  # the core panel (blood count, chemistry, CRP) for every compla
 # P(ordered) = base + the complaint's boost (+ an age bonus): broad, overlapping panels, as ED order
 # sets are; which extra tests a case has says something about its complaint, little about its
 # diagnosis (the realism audit's "values shuffled" probe measures how little).
-ORDER_BASE: dict[str, float] = {"bnp": 0.35, "troponin": 0.45, "vbg": 0.22, "d_dimer": 0.12, "lactate": 0.32,
+ORDER_BASE: dict[str, float] = {"bnp": 0.35, "troponin": 0.45, "abg": 0.22, "d_dimer": 0.12, "lactate": 0.32,
                                 "procalcitonin": 0.12, "urinalysis": 0.55}
 ORDER_BOOST: dict[str, dict[str, float]] = {
-    "dyspnoea": {"bnp": 0.18, "troponin": 0.12, "vbg": 0.13, "d_dimer": 0.08, "procalcitonin": 0.03},
-    "cough_fever": {"lactate": 0.06, "procalcitonin": 0.06, "vbg": 0.03},
+    "dyspnoea": {"bnp": 0.18, "troponin": 0.12, "abg": 0.13, "d_dimer": 0.08, "procalcitonin": 0.03},
+    "cough_fever": {"lactate": 0.06, "procalcitonin": 0.06, "abg": 0.03},
     "chest_pain": {"troponin": 0.35, "bnp": 0.06, "d_dimer": 0.18},
     "fever": {"lactate": 0.15, "urinalysis": 0.12, "procalcitonin": 0.08},
     "urinary": {"urinalysis": 0.20},
