@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from mmdx.agent.graph import AgentConfig, DiagnosticAgent
-from mmdx.agent.llm import LLMTimeout, ScriptedLLM
+from mmdx.agent.llm import LLMTimeout
+from llm_fakes import ScriptedLLM
 from mmdx.core.audit import AuditLog, verify
 from mmdx.tools.runner import InProcessRunner
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from mmdx.agent.chat import ChatSession
 from mmdx.agent.graph import DiagnosticAgent
-from mmdx.agent.llm import ScriptedLLM
+from llm_fakes import ScriptedLLM
 from mmdx.tools.runner import InProcessRunner
 
 from agent_fakes import FAKE_TOOLS, make_case

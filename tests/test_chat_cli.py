@@ -5,7 +5,7 @@ import builtins
 
 from mmdx.agent import cli
 from mmdx.agent.graph import DiagnosticAgent
-from mmdx.agent.llm import ScriptedLLM
+from llm_fakes import ScriptedLLM
 from mmdx.tools.runner import InProcessRunner
 
 from agent_fakes import FAKE_TOOLS, make_case

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent('''
     from agent_fakes import FAKE_TOOLS, FakeLabs, make_case
     from mmdx.agent.chat import ChatSession
     from mmdx.agent.graph import DiagnosticAgent
-    from mmdx.agent.llm import ScriptedLLM
+    from llm_fakes import ScriptedLLM
     from mmdx.tools.runner import InProcessRunner
 
     class SlowLabs(FakeLabs):

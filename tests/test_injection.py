@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from mmdx.agent.graph import DiagnosticAgent
-from mmdx.agent.llm import ScriptedLLM
+from llm_fakes import ScriptedLLM
 from mmdx.evals.injection import PAYLOADS, inject, measure, suite
 from mmdx.tools.runner import InProcessRunner
 

@@ -10,7 +10,7 @@ import pytest
 
 from mmdx.agent.chat import ChatSession
 from mmdx.agent.graph import DiagnosticAgent
-from mmdx.agent.llm import ScriptedLLM
+from llm_fakes import ScriptedLLM
 from mmdx.agent.web import create_app
 from mmdx.tools.runner import InProcessRunner
 
