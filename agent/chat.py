@@ -24,8 +24,9 @@ from mmdx.core.case import Modality, PatientCase
 from mmdx.core.db import connect_durable
 from mmdx.core.errors import CaseValidationError, MmdxError
 from mmdx.core.labels import DIAGNOSES, HUMAN_NAMES
-from mmdx.agent import aggregate as agg
 from mmdx.agent.diagnosis import Diagnosis
+from mmdx.agent.facts import Facts
+from mmdx.agent.prose_check import check_prose
 
 log = logging.getLogger(__name__)
 
@@ -175,29 +176,23 @@ class ChatSession:
             text = compare(dx, final["diagnosis"], modality) + "\n\n" + final["diagnosis"].summary()
             write({"token": text})
             return {**update, "messages": [self._msg("assistant", text)], "trace": [self._trace(final)]}
-        # an explanatory follow-up: the LLM answers from the stored facts only
+        # an explanatory follow-up: the LLM answers from the stored facts only, and its text is shown
+        # only when every clause passes the prose check; otherwise the stored, grounded answer is
         messages = [
             {"role": "system", "content": "You explain a diagnostic result to a clinician. Use only the facts given (tool outputs with "
                                           "probabilities). Say plainly when the facts do not answer the question. 2-5 sentences."},
             {"role": "user", "content": "Facts (JSON): " + json.dumps(_dx_facts(dx)) + "\n\nQuestion: " + user},
         ]
-        chunks = []
+        write({"status": "the language model is answering; its text is checked before it is shown"})
         try:
-            for tok in self.agent.llm.stream(messages, max_tokens=220):
-                chunks.append(tok)
-                write({"token": tok})
-            text = "".join(chunks).strip()
+            text = "".join(self.agent.llm.stream(messages, max_tokens=220)).strip()
+            report = check_prose(text, Facts.from_diagnosis(dx))
+            if not report.ok:
+                log.info("explanation refused by the prose check: %s", report.problems)
+                text = "The stored, checked answer (the language model's text did not pass the check and is not shown):\n" + dx.rationale
         except MmdxError as e:
             text = f"(the language model is unavailable: {e}) The stored result:\n{dx.summary()}"
-            write({"token": text})
-        # grounding over the explanation: what no tool supports is marked, not hidden
-        # every scored diagnosis may be discussed (the question is about them); positive findings too
-        scored = {e.diagnosis for e in dx.differential} | {e.label for e in dx.imaging_findings if e.positive}
-        unsupported = agg.check_grounding(text, list(dx.differential), [], extra_supported=scored).unsupported
-        if unsupported:
-            warn = f"\n[grounding check: no tool output supports {', '.join(unsupported)}]"
-            text += warn
-            write({"token": warn})
+        write({"token": text})
         return {**update, "messages": [self._msg("assistant", text)]}
 
     @staticmethod

@@ -11,7 +11,7 @@ from mmdx.tools.runner import InProcessRunner
 from agent_fakes import FAKE_TOOLS, make_case
 
 PLAN = {"calls": [{"tool": "labs", "reason": "l"}, {"tool": "notes", "reason": "n"}]}
-RAT = {"rationale": "Pneumonia is likely (0.65) from the labs and notes models."}
+RAT = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
 
 
 def _run_chat(monkeypatch, tmp_path, lines, script):

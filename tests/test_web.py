@@ -20,7 +20,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test installs it)")]
 
 PLAN = {"calls": [{"tool": "cxr", "reason": "image present"}, {"tool": "labs", "reason": "labs"}, {"tool": "notes", "reason": "notes"}]}
-RAT = {"rationale": "Pneumonia is most likely (0.65) from the labs and notes models."}
+RAT = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
 
 
 def _free_port() -> int:
