@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from mmdx.core.labels import DIAGNOSES, FINDING_SUPPORTS
 from mmdx.core.tool import ClassifierOutput
-from mmdx.agent.diagnosis import DifferentialEntry, Evidence, VitalSigns
+from mmdx.core.case import Modality, PatientCase
+from mmdx.agent.diagnosis import DifferentialEntry, Evidence, MissingModality, VitalSigns
 from mmdx.agent.wording import NO_ACUTE, scope_phrase, tool_name
 
 FUSED_TOOLS = ("fused",)  # joint models whose output replaces the per-tool mean when present
@@ -90,3 +91,19 @@ def input_warnings(outputs: list[ClassifierOutput]) -> list[str]:
     """Every tool whose input is unlike its training data, whatever the modality."""
     return [f"{o.tool}: the input is unlike what the {tool_name(o.tool)} was trained on (OOD score {o.ood_score:.2f}); "
             "its probabilities are less reliable" for o in outputs if o.ood_flag]
+
+
+def missing_modalities(case: PatientCase, tools: dict[str, type], results: dict, failures: dict) -> list[MissingModality]:
+    """Each modality the answer does not rest on, and why: absent from the case, or present but
+    not examined (its tool failed, or nobody chose it)."""
+    out = []
+    for m in Modality:
+        if m not in case.modalities:
+            out.append(MissingModality(modality=m.value, handling=f"no {m.value} in the case; the answer rests on "
+                                       + (", ".join(sorted(results)) or "nothing")))
+            continue
+        users = [t for t in sorted(tools) if m in tools[t].requires]
+        if not any(t in results for t in users):
+            why = "; ".join(f"{t} {failures[t].kind}" for t in users if t in failures) or "not selected by the planner"
+            out.append(MissingModality(modality=m.value, handling=f"present but not examined ({why})"))
+    return out

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
 from mmdx.core.tool import ClassifierOutput, LabelScore
 from mmdx.agent.diagnosis import DifferentialEntry
-from mmdx.agent.wording import COVERED, NO_ACUTE, label_name, scope_phrase, tool_name  # noqa: F401 (re-exported)
 
 @dataclass(frozen=True)
 class Facts:

@@ -137,8 +137,8 @@ class DiagnosticAgent:
         """The tools whose required inputs the case has (a tool requiring nothing is never 'available')."""
         return [n for n in self.tool_names if self.tools[n].requires and self.tools[n].requires <= case.modalities]
 
-    # ---- the LLM, with bounded retry: (parsed or None, error or None, events)
-    def _ask(self, case_id: str, step: str, messages: list[dict], schema: dict, model: type[BaseModel], max_tokens: int):
+    # ---- the LLM, with bounded retry: (parsed or None, error or None, events); the chat asks through it too
+    def ask(self, case_id: str, step: str, messages: list[dict], schema: dict, model: type[BaseModel], max_tokens: int):
         err, events = None, []
         for attempt in range(self.config.llm_retries + 1):
             t0 = time.perf_counter()
@@ -165,7 +165,7 @@ class DiagnosticAgent:
                 return parsed, None, events
         return None, err, events
 
-    def _messages(self, user: str) -> list[dict]:
+    def messages(self, user: str) -> list[dict]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
     # ---- nodes
@@ -182,7 +182,7 @@ class DiagnosticAgent:
     def _plan(self, state: AgentState, config: RunnableConfig) -> dict:
         _progress(config, "planning", detail="the LLM chooses the tools")
         case = state["case"]
-        parsed, err, events = self._ask(case.case_id, "plan", self._messages(prompts.plan_request(case, state.get("question"))),
+        parsed, err, events = self.ask(case.case_id, "plan", self.messages(prompts.plan_request(case, state.get("question"))),
                                         prompts.plan_schema(self.tool_names), _Plan, self.config.plan_max_tokens)
         if parsed is None:
             return {"proposed": [], "events": events,
@@ -260,7 +260,7 @@ class DiagnosticAgent:
         if n > self.config.max_reflections or not remaining:
             return {"reflections": n, "proposed": []}
         _progress(config, "reflecting", detail="the LLM reads the results and may ask for more tools")
-        parsed, err, events = self._ask(case.case_id, "reflect", self._messages(prompts.reflect_request(
+        parsed, err, events = self.ask(case.case_id, "reflect", self.messages(prompts.reflect_request(
             case, state.get("results", {}), state.get("failures", {}), remaining)), prompts.plan_schema(remaining), _Plan,
             self.config.plan_max_tokens)
         if parsed is None:
@@ -279,15 +279,7 @@ class DiagnosticAgent:
         entries, how = agg.differential(outputs)
         entries = agg.hold_back_no_acute(entries, state.get("vitals"))
         abstain = agg.abstention(entries, outputs, state.get("vitals"))
-        missing = []
-        for m in Modality:
-            if m not in case.modalities:
-                missing.append(MissingModality(modality=m.value, handling=f"no {m.value} in the case; the answer rests on " + (", ".join(sorted(results)) or "nothing")))
-            else:
-                users = [t for t in self.tool_names if m in self.tools[t].requires]
-                if not any(t in results for t in users):
-                    why = "; ".join(f"{t} {failures[t].kind}" for t in users if t in failures) or "not selected by the planner"
-                    missing.append(MissingModality(modality=m.value, handling=f"present but not examined ({why})"))
+        missing = agg.missing_modalities(case, self.tools, results, failures)
         degraded = [f"{name} failed ({f.kind}): {f.message}" for name, f in failures.items()]
         for o in outputs:  # what a tool says it could not read as given (set-aside note text, OOD input, truncation)
             degraded += [f"{o.tool}: {n}" for n in o.notes]
@@ -311,9 +303,9 @@ class DiagnosticAgent:
             degraded.append("the LLM's claims are switched off in this run's configuration; the claims are mmdx's own")
         else:
             _progress(config, "answering", detail="the LLM states its claims; each is checked against the tool outputs")
-            messages = self._messages(prompts.claims_request(facts, entries, sorted(claimable(facts)), state.get("question")))
+            messages = self.messages(prompts.claims_request(facts, entries, sorted(claimable(facts)), state.get("question")))
             schema = claims_schema(facts)
-            parsed, err, evs = self._ask(case.case_id, "answer", messages, schema, ClaimSet, self.config.answer_max_tokens)
+            parsed, err, evs = self.ask(case.case_id, "answer", messages, schema, ClaimSet, self.config.answer_max_tokens)
             events += evs
             if parsed is not None:
                 accepted, problems = check_claims(parsed.claims, facts)
@@ -322,7 +314,7 @@ class DiagnosticAgent:
                     retry = messages + [{"role": "assistant", "content": parsed.model_dump_json()},
                                         {"role": "user", "content": "Those claims were refused: " + "; ".join(problems)
                                          + ". Give claims that match the tool outputs exactly."}]
-                    parsed, err, evs = self._ask(case.case_id, "answer", retry, schema, ClaimSet, self.config.answer_max_tokens)
+                    parsed, err, evs = self.ask(case.case_id, "answer", retry, schema, ClaimSet, self.config.answer_max_tokens)
                     events += evs
                     if parsed is not None:
                         accepted, problems = check_claims(parsed.claims, facts)

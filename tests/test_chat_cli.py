@@ -34,9 +34,9 @@ def test_terminal_chat_attach_diagnose_follow_up_and_resume(monkeypatch, tmp_pat
     labs = tmp_path / "labs.csv"
     labs.write_text("time,variable,value,unit\n2024-03-01T09:00,lactate,2.9,mmol/L\n")
     rc = _run_chat(monkeypatch, tmp_path, [f"/case {case_file}", f"/labs {labs}", "diagnose", "why not heart failure?", "/quit"],
-                   [PLAN, RAT, "Heart failure is unlikely at 0.10."])
+                   [PLAN, RAT, {"intent": "explain", "modality": "none", "labels": ["heart_failure"]}])
     out = capsys.readouterr().out
-    assert rc == 0 and "most likely pneumonia" in out and "Heart failure is unlikely at 0.10." in out
+    assert rc == 0 and "most likely pneumonia" in out and "Heart failure: unlikely" in out and "labs model: 0.10" in out
     assert "thread t1 saved" in out
     # a new process resumes the thread: earlier turns are printed back
     rc = _run_chat(monkeypatch, tmp_path, ["/history", "/quit"], [])
