@@ -1,9 +1,11 @@
 """The LLM's answer as data: claims, each checked against the tool outputs, and prose built from them.
 
 The answer step does not ask the LLM for prose. It asks for a short list of claims under a JSON
-schema: the label (an enum of what the tools that ran scored), what it says about it ("likely" or
-"unlikely"), the tool it cites (an enum of the tools that ran) and that tool's number. Each claim
-is checked against `Facts`: the tool must score the label, the number must be the tool's own, and
+schema: the label (one of what the tools that ran scored), what it says about it ("likely" or
+"unlikely"), the tool it cites (one of the tools that ran) and that tool's number. The schema
+already allows only the (label, verdict, tool, number) tuples the outputs support
+(`claims_schema`), and each claim is still checked against `Facts`, since a server may not honour
+a grammar: the tool must score the label, the number must be the tool's own, and
 "likely" needs a supported label (a diagnosis at or over its threshold, a finding a tool called
 positive). A set of claims that leaves out the best-supported diagnosis fails too. Accepted claims
 are rendered to sentences by `render_claims`; the wording is ours, so there is no prose to talk
@@ -18,7 +20,7 @@ from mmdx.agent.diagnosis import Claim
 from mmdx.agent.facts import Facts
 from mmdx.agent.wording import NO_ACUTE, capitalised, label_name, tool_name
 
-MAX_CLAIMS = 4
+MAX_CLAIMS = 3  # the most a claim set may hold (AgentConfig.max_claims asks for fewer: each costs ~22 tokens)
 NUMBER_TOLERANCE = 0.006  # a cited probability may differ from the tool's by its 2-decimal rounding
 
 
@@ -32,23 +34,30 @@ def claimable(facts: Facts) -> list[str]:
     return [lab for lab in facts.labels() if lab not in (NO_ACUTE, "no_finding")]
 
 
-def claims_schema(facts: Facts) -> dict:
-    """Grammar for the answer step: labels and tools are enums of what this case's tools scored.
+def _claim_item(pairs: list[tuple[str, str, str, float]]) -> dict:
+    return {"anyOf": [{"type": "object", "properties": {
+        "label": {"const": label}, "says": {"const": says}, "tool": {"const": tool}, "p": {"const": p}},
+        "required": ["label", "says", "tool", "p"], "additionalProperties": False} for label, says, tool, p in pairs]}
 
-    Property order is generation order and keys are short: every token costs ~0.1 s on a CPU."""
-    return {
-        "type": "object",
-        "properties": {"claims": {"type": "array", "minItems": 1, "maxItems": MAX_CLAIMS, "items": {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "enum": claimable(facts) or ["none"]},
-                "says": {"type": "string", "enum": ["likely", "unlikely"]},
-                "tool": {"type": "string", "enum": facts.tools or ["none"]},
-                "p": {"type": "number", "minimum": 0, "maximum": 1},
-            },
-            "required": ["label", "says", "tool", "p"]}}},
-        "required": ["claims"],
-    }
+
+def claims_schema(facts: Facts, max_claims: int = MAX_CLAIMS) -> dict:
+    """Grammar for the answer step, built from this case's tool outputs.
+
+    Each claim is one of the (label, verdict, tool, number) tuples the outputs allow: a label a tool
+    that ran scored, that tool, the verdict the numbers give ("likely" only for a supported label)
+    and the tool's probability to 2 decimals. When a diagnosis is supported, the first claim must be
+    it. What is left to the LLM is which claims to make, in what order: it never types a number (the
+    1.5B model copied the neighbouring label's figure). A server that ignores the grammar is caught
+    by `check_claims`. Property order is generation order; every token costs ~0.15 s on this CPU."""
+    pairs = [(lab, "likely" if facts.supported(lab) else "unlikely", tool, round(facts.scores[(tool, lab)].probability, 2))
+             for lab in claimable(facts) for tool in facts.scored_by(lab)]
+    if not pairs:
+        return {"type": "object", "properties": {"claims": {"type": "array", "maxItems": 0}}, "required": ["claims"]}
+    array: dict = {"type": "array", "minItems": 1, "maxItems": max_claims, "items": _claim_item(pairs)}
+    best = top_supported(facts)
+    if best is not None:
+        array["prefixItems"] = [_claim_item([p for p in pairs if p[0] == best])]
+    return {"type": "object", "properties": {"claims": array}, "required": ["claims"], "additionalProperties": False}
 
 
 def check_claim(c: Claim, facts: Facts) -> str | None:

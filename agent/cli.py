@@ -82,7 +82,9 @@ def build_agent(args):
 
         runner = RayRunner(address=args.ray_address, pool_sizes=args.ray_pools)
     audit = AuditLog(args.audit_log, include_content=args.audit_content) if args.audit_log else None
-    return DiagnosticAgent(llm, runner=runner, audit=audit)
+    agent = DiagnosticAgent(llm, runner=runner, audit=audit)
+    agent.warm_up()  # the fixed system prompt into the LLM's prompt cache, before the first case
+    return agent
 
 
 def demo_dir() -> Path:

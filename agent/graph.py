@@ -4,7 +4,7 @@
                                                        `-> aggregate -> answer -> END
 
 - triage: red-flag vital signs (NEWS2, agent/scope.py) are scored by rule before any model speaks.
-- plan: the LLM proposes tool calls (schema-constrained: tool names are an enum) with a short reason.
+- plan: the LLM lists the tools to run (schema-constrained: tool names are an enum).
   It sees the case's *shape*, never note text (agent/prompts.py).
 - guard: rules drop calls whose inputs are absent and duplicates, add the fused model when two or
   more modalities are present (or a student when only one is) where those tools are registered, and
@@ -58,8 +58,9 @@ Progress = Callable[[dict], None]
 class AgentConfig:
     max_reflections: int = 1  # how many times the LLM may ask for more tools after seeing results
     llm_retries: int = 1  # retries of a failed / invalid LLM output (then degrade)
-    plan_max_tokens: int = 120  # 3-5 calls with a few words of reason each
-    answer_max_tokens: int = 140  # up to 4 claims of ~25 tokens
+    plan_max_tokens: int = 48  # a list of tool names
+    answer_max_tokens: int = 80  # up to max_claims claims of ~22 tokens
+    max_claims: int = 2  # the LLM's claims: the likely diagnosis and what matters most against it
     llm_timeout_s: float | None = 120.0
     rationale_by_llm: bool = True  # False: the claims mmdx makes itself (batch evaluations short of time)
     tool_timeout_s: float = 120.0
@@ -92,13 +93,8 @@ class AgentState(TypedDict, total=False):
     diagnosis: Diagnosis
 
 
-class _Call(BaseModel):
-    tool: str
-    reason: str = Field(max_length=300)
-
-
 class _Plan(BaseModel):
-    calls: list[_Call] = Field(max_length=8)
+    tools: list[str] = Field(max_length=8)
 
 
 def _progress(config: RunnableConfig | None, stage: str, **detail) -> None:
@@ -129,7 +125,8 @@ class DiagnosticAgent:
             tools = mmdx.tools.registry()
         self.tools = dict(tools)  # name -> tool class (its `requires` drives the guard)
         self.tool_names = sorted(self.tools)
-        self.system = prompts.system_prompt([f"- {n}: {describe(self.tools[n])}" for n in self.tool_names])
+        self.prefix = prompts.prefix_turns()
+        self.system = prompts.system_prompt([f"- {n}: {describe(self.tools[n])}" for n in self.tool_names], self.config.max_claims)
         self.graph = self._build(what_if=False)
         self.what_if_graph = self._build(what_if=True)
 
@@ -166,7 +163,17 @@ class DiagnosticAgent:
         return None, err, events
 
     def messages(self, user: str) -> list[dict]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+        """System message, the fixed example turns, then `user`: every call shares the same prefix."""
+        return [{"role": "system", "content": self.system}, *self.prefix, {"role": "user", "content": user}]
+
+    def warm_up(self) -> None:
+        """Evaluate the fixed system prompt once, so the first case finds it in the LLM's prompt
+        cache (a server calls this at start; the first case otherwise pays for it)."""
+        try:
+            self.llm.complete_json(self.messages("PLAN"), prompts.plan_schema(self.tool_names), max_tokens=1,
+                                   timeout_s=self.config.llm_timeout_s)
+        except LLMError:  # max_tokens=1 cannot close the JSON: the cache is filled all the same
+            pass
 
     # ---- nodes
     def _intake(self, state: AgentState) -> dict:
@@ -183,12 +190,13 @@ class DiagnosticAgent:
         _progress(config, "planning", detail="the LLM chooses the tools")
         case = state["case"]
         parsed, err, events = self.ask(case.case_id, "plan", self.messages(prompts.plan_request(case, state.get("question"))),
-                                        prompts.plan_schema(self.tool_names), _Plan, self.config.plan_max_tokens)
+                                        prompts.plan_schema(self.tool_names, min_tools=1), _Plan, self.config.plan_max_tokens)
         if parsed is None:
             return {"proposed": [], "events": events,
                     "degraded": [f"LLM planner unavailable ({err}); every tool whose input is present was run instead"]}
-        events.append({"step": "plan_proposed", "tools": [c.tool for c in parsed.calls]})
-        return {"proposed": [PlannedCall(tool=c.tool, reason=c.reason, source="llm") for c in parsed.calls], "events": events}
+        events.append({"step": "plan_proposed", "tools": list(parsed.tools)})
+        return {"proposed": [PlannedCall(tool=t, reason="chosen by the LLM planner", source="llm") for t in parsed.tools],
+                "events": events}
 
     def _guard(self, state: AgentState) -> dict:
         case = state["case"]
@@ -265,9 +273,9 @@ class DiagnosticAgent:
             self.config.plan_max_tokens)
         if parsed is None:
             return {"reflections": n, "proposed": [], "events": events}
-        events.append({"step": "reflect_proposed", "tools": [c.tool for c in parsed.calls]})
-        return {"reflections": n, "proposed": [PlannedCall(tool=c.tool, reason=c.reason, source="reflect") for c in parsed.calls],
-                "events": events}
+        events.append({"step": "reflect_proposed", "tools": list(parsed.tools)})
+        return {"reflections": n, "events": events,
+                "proposed": [PlannedCall(tool=t, reason="asked for by the LLM after reading the results", source="reflect") for t in parsed.tools]}
 
     def _after_reflect(self, state: AgentState) -> str:
         return "guard" if state.get("proposed") else "aggregate"
@@ -304,7 +312,7 @@ class DiagnosticAgent:
         else:
             _progress(config, "answering", detail="the LLM states its claims; each is checked against the tool outputs")
             messages = self.messages(prompts.claims_request(facts, entries, sorted(claimable(facts)), state.get("question")))
-            schema = claims_schema(facts)
+            schema = claims_schema(facts, self.config.max_claims)
             parsed, err, evs = self.ask(case.case_id, "answer", messages, schema, ClaimSet, self.config.answer_max_tokens)
             events += evs
             if parsed is not None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from mmdx.core.case import Modality
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
+from mmdx.agent.prompts import intent_request  # noqa: F401 (re-exported: the chat asks through it)
 
 INTENTS = ("explain", "what_if", "new_case", "compare", "general")
 MODALITY_WORDS = {"cxr": "cxr", "xray": "cxr", "x-ray": "cxr", "image": "cxr", "imaging": "cxr", "labs": "labs", "lab": "labs",
@@ -46,17 +47,8 @@ def intent_schema() -> dict:
             "modality": {"type": "string", "enum": ["cxr", "labs", "notes", "none"]},
             "labels": {"type": "array", "maxItems": 3, "items": {"type": "string", "enum": [*DIAGNOSES, *IMAGING_FINDINGS]}},
         },
-        "required": ["intent", "modality", "labels"],
+        "required": ["intent", "modality", "labels"], "additionalProperties": False,
     }
-
-
-def intent_request(text: str, modalities: list[str], top: str | None) -> str:
-    return (f"A clinician asks about a case already assessed (inputs present: {', '.join(modalities) or 'none'}; "
-            f"top of the differential: {top or 'none'}).\nMessage: {text}\n"
-            "Classify it. intent: explain = why a diagnosis or finding is or is not likely, or what a tool found; "
-            "what_if = what the answer would be without one of the inputs (name it in modality); new_case = a different "
-            "patient; compare = compare the answers so far; general = anything else. labels: the diagnoses or findings "
-            "the message is about (label ids), if any.")
 
 
 def parse_slash(text: str) -> Intent | str | None:

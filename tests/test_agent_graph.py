@@ -18,8 +18,8 @@ def agent_with(script, tools=FAKE_TOOLS, audit=None):
     return DiagnosticAgent(llm, runner=runner, tools=tools, audit=audit), llm
 
 
-PLAN_ALL = {"calls": [{"tool": "cxr", "reason": "image present"}, {"tool": "labs", "reason": "labs present"}, {"tool": "notes", "reason": "notes"}]}
-NO_MORE = {"calls": []}
+PLAN_ALL = {"tools": ["cxr", "labs", "notes"]}
+NO_MORE = {"tools": []}
 GOOD = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7},
                    {"label": "consolidation", "says": "likely", "tool": "cxr", "p": 0.81}]}
 
@@ -41,12 +41,12 @@ def test_full_slice_ranks_from_tools_and_links_evidence():
     assert all("Cough and fever" not in m["content"] for c in llm.calls for m in c["messages"])
 
 
-def test_guard_drops_absent_and_unknown_and_dedups():
-    plan = {"calls": [{"tool": "cxr", "reason": "x"}, {"tool": "labs", "reason": "y"}, {"tool": "labs", "reason": "again"}]}
+def test_guard_drops_absent_and_dedups():  # an unknown tool cannot pass the enum; the guard's check is a backstop
+    plan = {"tools": ["cxr", "labs", "labs"]}
     labs_only = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
     agent, llm = agent_with([plan, NO_MORE, labs_only])
     dx = agent.diagnose(make_case(cxr=False))
-    assert dx.rationale_source == "llm"
+    assert dx.rationale_source == "llm" and llm.remaining == 0
     actions = {(o.action, o.tool) for o in dx.overrides}
     assert ("dropped", "cxr") in actions and ("deduplicated", "labs") in actions
     assert [p.tool for p in dx.plan] == ["labs"]
@@ -56,8 +56,8 @@ def test_guard_drops_absent_and_unknown_and_dedups():
 
 
 def test_reflect_can_add_a_tool():
-    plan = {"calls": [{"tool": "labs", "reason": "labs first"}]}
-    more = {"calls": [{"tool": "notes", "reason": "check the history"}]}
+    plan = {"tools": ["labs"]}
+    more = {"tools": ["notes"]}
     agent, llm = agent_with([plan, more, {"claims": [{"label": "pneumonia", "says": "likely", "tool": "notes", "p": 0.6}]}])
     dx = agent.diagnose(make_case(cxr=False))
     assert [(p.tool, p.source) for p in dx.plan] == [("labs", "llm"), ("notes", "reflect")]
@@ -74,17 +74,44 @@ def test_llm_failure_degrades_to_classifiers():
     assert dx.differential[0].diagnosis == "pneumonia"
 
 
+class GrammarIgnoringLLM(ScriptedLLM):
+    """A server that does not honour the schema: its text is returned unchecked."""
+
+    def complete_json(self, messages, schema, *, max_tokens=256, timeout_s=None):
+        return self._next("complete_json", messages, schema)
+
+
 def test_refused_claims_are_retried_then_replaced_and_never_shown():
-    bad = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.95},  # misquoted number
-                      {"label": "heart_failure", "says": "likely", "tool": "labs", "p": 0.1}]}  # below its threshold
-    agent, llm = agent_with([PLAN_ALL, bad, bad])
+    """The grammar leaves no wrong claim to make; a server that ignores it is caught by the check."""
+    bad = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.95}]}  # misquoted number
+    llm = GrammarIgnoringLLM([PLAN_ALL, bad, bad])
+    agent = DiagnosticAgent(llm, runner=InProcessRunner(tool_factory=lambda n: FAKE_TOOLS[n]()), tools=FAKE_TOOLS)
     dx = agent.diagnose(make_case())
     assert dx.rationale_source == "template"
-    assert "0.95" not in dx.rationale and "Heart failure is likely" not in dx.rationale
+    assert "0.95" not in dx.rationale
     assert any("refused by the check" in d for d in dx.degraded)
-    assert any("cites 0.95 for pneumonia" in r for r in dx.grounding.rejected)
+    assert any("cites 0.95 for pneumonia from the labs model, which gave 0.70" in r for r in dx.grounding.rejected)
     retry = llm.calls[-1]["messages"][-1]["content"]
-    assert "calls heart failure likely, but it is below its threshold" in retry  # the LLM is told why
+    assert "cites 0.95 for pneumonia" in retry  # the LLM is told why
+
+
+def test_the_grammar_allows_only_the_verdicts_the_outputs_give():
+    """'Heart failure is likely' cannot even be generated: the schema pairs each label with its verdict,
+    the tools that score it and their numbers, and starts with the supported diagnosis."""
+    import jsonschema
+
+    agent, llm = agent_with([PLAN_ALL, GOOD])
+    agent.diagnose(make_case())
+    schema = llm.calls[-1]["schema"]
+    for bad in ({"label": "heart_failure", "says": "likely", "tool": "labs", "p": 0.1},
+                {"label": "pneumonia", "says": "likely", "tool": "cxr", "p": 0.7},
+                {"label": "sepsis", "says": "unlikely", "tool": "labs", "p": 0.53},  # the LLM never types a number
+                {"label": "pneumothorax", "says": "unlikely", "tool": "cxr", "p": 0.1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"claims": [GOOD["claims"][0], bad]}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # the supported diagnosis comes first
+        jsonschema.validate({"claims": [{"label": "sepsis", "says": "unlikely", "tool": "labs", "p": 0.35}]}, schema)
+    jsonschema.validate({"claims": [GOOD["claims"][0], {"label": "sepsis", "says": "unlikely", "tool": "labs", "p": 0.35}]}, schema)
 
 
 def test_true_negations_pass_as_claims():
@@ -92,6 +119,7 @@ def test_true_negations_pass_as_claims():
                      {"label": "heart_failure", "says": "unlikely", "tool": "labs", "p": 0.1},
                      {"label": "effusion", "says": "unlikely", "tool": "cxr", "p": 0.3}]}
     agent, _ = agent_with([PLAN_ALL, ok])
+    agent.config.max_claims = 3
     dx = agent.diagnose(make_case())
     assert dx.rationale_source == "llm", dx.grounding
     assert "The chest X-ray model finds no pleural effusion (0.30, below its threshold of 0.50)." in dx.rationale
@@ -106,7 +134,7 @@ def test_crashing_tool_is_reported_not_fatal():
 
 
 def test_only_imaging_abstains_on_diagnosis():
-    agent, llm = agent_with([{"calls": [{"tool": "cxr", "reason": "only input"}]}])
+    agent, llm = agent_with([{"tools": ["cxr"]}])
     dx = agent.diagnose(make_case(labs=False, notes=False))
     assert dx.abstained and "no diagnosis model" in dx.abstention_reason
     assert llm.remaining == 0 and "The chest X-ray model finds consolidation (0.81" in dx.rationale  # mmdx's own claims
@@ -184,7 +212,7 @@ def test_no_node_mutates_the_state_in_place():
     through the graph's reducers."""
     import copy
 
-    script = [PLAN_ALL, {"calls": [{"tool": "notes", "reason": "n"}]}, GOOD] * 3
+    script = [PLAN_ALL, {"tools": ["notes"]}, GOOD] * 3
     agent, _ = agent_with(script)
     case = make_case(cxr=False)
     states = [dict(s) for s in agent.graph.stream({"case": case, "question": "why?"}, {"recursion_limit": 25}, stream_mode="values")]

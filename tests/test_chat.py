@@ -10,7 +10,7 @@ from mmdx.tools.runner import InProcessRunner
 from agent_fakes import FAKE_TOOLS, FakeLabs, FakeNotes, make_case
 from llm_fakes import ScriptedLLM
 
-PLAN_ALL = {"calls": [{"tool": "cxr", "reason": "image"}, {"tool": "labs", "reason": "labs"}, {"tool": "notes", "reason": "notes"}]}
+PLAN_ALL = {"tools": ["cxr", "labs", "notes"]}
 RAT = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
 
 

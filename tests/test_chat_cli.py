@@ -10,7 +10,7 @@ from mmdx.tools.runner import InProcessRunner
 
 from agent_fakes import FAKE_TOOLS, make_case
 
-PLAN = {"calls": [{"tool": "labs", "reason": "l"}, {"tool": "notes", "reason": "n"}]}
+PLAN = {"tools": ["labs", "notes"]}
 RAT = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
 
 

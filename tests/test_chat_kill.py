@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent('''
 
     mode = sys.argv[1]
     tools = dict(FAKE_TOOLS, labs=SlowLabs) if mode == "slow" else FAKE_TOOLS
-    plan = {{"calls": [{{"tool": "labs", "reason": "l"}}, {{"tool": "notes", "reason": "n"}}]}}
+    plan = {{"tools": ["labs", "notes"]}}
     rat = {{"claims": [{{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}}]}}
     llm = ScriptedLLM([plan, rat, plan, rat])
     agent = DiagnosticAgent(llm, runner=InProcessRunner(tool_factory=lambda n: tools[n]()), tools=tools)

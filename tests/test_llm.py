@@ -313,7 +313,9 @@ def test_llamacpp_complete_json_paths():
     server = _FakeServer(['{"calls"', ': []', "}"])
     m = _llamacpp_with(server)
     assert m.complete_json(msgs, TOOL_SCHEMA) == '{"calls": []}'
-    assert server.requests[0]["json_schema"] == TOOL_SCHEMA and m.last_timings == {"predicted_n": 3}
+    grammar = server.requests[0]["grammar"]  # compact JSON only: no tokens spent on indentation
+    assert '"enum":["cxr","labs","notes"]' in grammar and '"whitespace_flexible":false' in grammar
+    assert m.last_timings == {"predicted_n": 3}
     with pytest.raises(LLMOutputError, match="max_tokens"):
         _llamacpp_with(_FakeServer(['{"calls": [', "{"], finish="length")).complete_json(msgs, TOOL_SCHEMA)
     slow = _FakeServer(["{"] * 50, delay=0.01)

@@ -13,7 +13,7 @@ from mmdx.tools.runner import InProcessRunner
 from agent_fakes import FAKE_TOOLS, FakeLabs, FakeNotes, make_case
 from llm_fakes import ScriptedLLM
 
-PLAN = {"calls": [{"tool": "labs", "reason": "labs"}, {"tool": "notes", "reason": "notes"}]}
+PLAN = {"tools": ["labs", "notes"]}
 
 
 @pytest.mark.parametrize("variable,value,points", [

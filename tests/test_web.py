@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 CASE = DEMO / "cases" / "s5-ENC-POP-001872-547468777973.json"  # a synthetic pneumonia case naming ../images/<id>.png
 IMAGE = DEMO / "images" / CASE.with_suffix(".png").name
-PLAN = {"calls": [{"tool": "cxr", "reason": "image present"}, {"tool": "labs", "reason": "labs"}, {"tool": "notes", "reason": "notes"}]}
+PLAN = {"tools": ["cxr", "labs", "notes"]}
 CLAIMS = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7},
                      {"label": "consolidation", "says": "likely", "tool": "cxr", "p": 0.81}]}
 WHY_NOT_HF = {"intent": "explain", "modality": "none", "labels": ["heart_failure"]}
@@ -92,7 +92,7 @@ def test_a_whole_consultation_in_headless_chromium(server, tmp_path):
         claim = page.locator(".claim").first.inner_text()
         assert "pneumonia is likely" in claim and "labs: pneumonia 0.70 (threshold 0.50, positive; fake-labs)" in claim
         assert "The chest X-ray model finds consolidation (0.81, threshold 0.50)." in page.locator("#rationale").inner_text()
-        assert "cxr [llm] image present" in page.locator("#plan").inner_text()
+        assert "cxr [llm] chosen by the LLM planner" in page.locator("#plan").inner_text()
         assert str(tmp_path) not in page.content()
         # 2. a question, answered from the stored tool outputs
         reply = _send(page, "why not heart failure?", 2)

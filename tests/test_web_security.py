@@ -23,7 +23,7 @@ from llm_fakes import ScriptedLLM
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 PNEUMONIA = DEMO / "cases" / "s5-ENC-POP-001872-547468777973.json"  # names ../images/<same>.png
-PLAN = {"calls": [{"tool": "cxr", "reason": "x"}, {"tool": "labs", "reason": "l"}, {"tool": "notes", "reason": "n"}]}
+PLAN = {"tools": ["cxr", "labs", "notes"]}
 RAT = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
 
 

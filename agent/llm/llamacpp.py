@@ -2,7 +2,7 @@
 
 The model is a packaged name (weights joined and verified by `weights.ensure_gguf`) or any GGUF file
 (hashed once by `weights.file_digest`, so the model id names the exact weights). JSON schemas become
-grammars in the request, so every token is constrained. One slot (`n_parallel=1`) with prompt
+grammars in the request (compact: no whitespace between tokens), so every token is constrained. One slot (`n_parallel=1`) with prompt
 caching: a call that starts with the same system prompt as the last one reuses its KV cache, which
 is why the agent keeps its fixed text (rules, tool list) in one identical system message.
 """
@@ -37,6 +37,23 @@ def resolve_gguf(model: str) -> tuple[Path, str]:
     return path.resolve(), f"{path.stem}@sha256:{file_digest(path)[:12]}"
 
 
+# llguidance (llama.cpp's JSON-schema engine here) lets a schema fix its separators: no whitespace,
+# so a small model cannot spend tokens on pretty-printing (it did: a third of its output was indent).
+COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":", "whitespace_pattern": ""}
+
+
+@functools.lru_cache(maxsize=64)
+def _grammar(schema_json: str) -> str:
+    import xllamacpp as xlc
+
+    return xlc.json_schema_to_grammar(schema_json)
+
+
+def compact_json_grammar(schema: dict) -> str:
+    """The llama.cpp grammar for `schema`, compact JSON only (compiled once per schema)."""
+    return _grammar(json.dumps({**schema, "x-guidance": COMPACT}))
+
+
 @functools.lru_cache(maxsize=2)
 def _llama_server(path: str, n_threads: int, n_ctx: int, seed: int):
     """One loaded model per (file, threads, context): loading is the slow part, so do it once."""
@@ -64,7 +81,8 @@ class LlamaCppLLM:
         self.config = config
         self.path, ident = resolve_gguf(config.model)
         self.model_id = f"{ident} (llama.cpp)"
-        self._server = _llama_server(str(self.path), config.threads(), config.n_ctx, config.seed)
+        self.n_threads = config.threads()  # fixed at load: llama.cpp keeps its thread pool
+        self._server = _llama_server(str(self.path), self.n_threads, config.n_ctx, config.seed)
         self.last_timings: dict[str, Any] = {}  # llama.cpp timings of the last call (tokens, ms)
 
     def _request(self, messages: list[Message], max_tokens: int) -> dict[str, Any]:
@@ -126,7 +144,7 @@ class LlamaCppLLM:
         timeout_s = self.config.timeout_s if timeout_s is None else timeout_s
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         request = self._request(messages, max_tokens)
-        request["json_schema"] = schema
+        request["grammar"] = compact_json_grammar(schema)
         parts: list[str] = []
         reason = self._run_stream(request, parts.append, deadline)
         text = "".join(parts)

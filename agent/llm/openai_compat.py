@@ -23,6 +23,7 @@ from mmdx.agent.llm.config import LLMConfig
 from mmdx.agent.llm.protocol import LLMError, LLMOutputError, LLMTimeout, Message, check_json
 
 log = logging.getLogger(__name__)
+WHITESPACE_ROOM = 2.5  # measured: llama.cpp's server spent ~1.6 tokens of indentation per content token
 
 
 def _base_url(endpoint: str) -> str:
@@ -82,7 +83,8 @@ class OpenAICompatLLM:
 
     # ---- one JSON answer, constrained where the server can, validated always
     def _ask_once(self, messages: list[Message], schema: dict, max_tokens: int, deadline: float | None) -> tuple[str, str]:
-        body = self._body(messages, max_tokens, stream=False)
+        # a server decides its JSON's whitespace (llama.cpp's pretty-prints): room for it, the schema bounds the rest
+        body = self._body(messages, int(max_tokens * WHITESPACE_ROOM) + 16, stream=False)
         if self.schema_mode == "response_format":
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
         timeout = None if deadline is None else max(0.1, deadline - time.monotonic())
