@@ -209,3 +209,16 @@ def test_any_gguf_file_by_path(tmp_path):
     llm = load_llm(LLMConfig(model=str(mine), n_ctx=2048))
     assert llm.model_id.startswith("my-model@sha256:1d9614638d18")  # the file's own digest names it
     jsonschema.validate(json.loads(llm.complete_json(MSGS, SCHEMA, max_tokens=40)), SCHEMA)
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+def test_any_transformers_folder_by_path():
+    from mmdx.agent.llm.hf_convert import convert_gguf_to_hf
+
+    folder = convert_gguf_to_hf("qwen2.5-coder-0.5b")  # a plain transformers folder, as any HF model is
+    cfg = LLMConfig(model=str(folder), n_threads=1, timeout_s=600)
+    assert cfg.resolved_backend() == "transformers"
+    llm = load_llm(cfg)
+    assert "@config:" in llm.model_id and "transformers" in llm.model_id
+    jsonschema.validate(json.loads(llm.complete_json(MSGS, SCHEMA, max_tokens=40)), SCHEMA)
