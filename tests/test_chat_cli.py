@@ -37,6 +37,12 @@ def test_terminal_chat_attach_diagnose_follow_up_and_resume(monkeypatch, tmp_pat
                    [PLAN, RAT, {"intent": "explain", "modality": "none", "labels": ["heart_failure"]}])
     out = capsys.readouterr().out
     assert rc == 0 and "most likely pneumonia" in out and "Heart failure: unlikely" in out and "labs model: 0.10" in out
+    # progress while the agent runs, one line per stage, the numbers before the answer
+    lines = out.splitlines()
+    stages = [ln.split("]")[0].strip(" [") for ln in lines if ln.startswith("  [")]
+    assert stages[:5] == ["triage", "planning", "tools", "differential", "answering"]
+    assert any("numbers ready: pneumonia 0.65" in ln for ln in lines)
+    assert lines.index(next(ln for ln in lines if "numbers ready" in ln)) < lines.index(next(ln for ln in lines if "most likely pneumonia" in ln))
     assert "thread t1 saved" in out
     # a new process resumes the thread: earlier turns are printed back
     rc = _run_chat(monkeypatch, tmp_path, ["/history", "/quit"], [])
