@@ -7,7 +7,7 @@
   otherwise a schema-constrained LLM call (agent/intent.py). No keyword matching.
 - diagnose: the diagnostic agent on the case; the tool outputs are stored with the answer.
 - explain: from the stored tool outputs (agent/explain.py), no LLM prose.
-- what_if: `DiagnosticAgent.rerun_without`: only the tools that read the dropped input rerun.
+- what_if: `agent/what_if.py`: only the tools that read the dropped input rerun.
 - compare: the answers of this thread side by side.
 - general: the LLM's text, shown only when every clause passes the prose check.
 Every node returns updates (messages, trace and answers grow through reducers). Every turn is a
@@ -33,6 +33,7 @@ from mmdx.agent.diagnosis import Diagnosis
 from mmdx.agent.facts import Facts
 from mmdx.agent.intent import SLASH_HELP, Intent, intent_request, intent_schema, parse_slash
 from mmdx.agent.prose_check import check_prose
+from mmdx.agent.what_if import rerun_without
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class ChatSession:
         results, failures = _outputs(state)
         write = self._writer()
         write({"stage": "what_if", "detail": f"rerunning the tools that read the {dropped.value}"})
-        final = self.agent.rerun_without(case, dropped, results, failures, progress=write)
+        final = rerun_without(self.agent, case, dropped, results, failures, progress=write)
         after: Diagnosis = final["diagnosis"]
         reused = sorted(p.tool for p in after.plan if p.source == "reused")
         rerun = sorted(p.tool for p in after.plan if p.source == "what_if")

@@ -17,8 +17,8 @@
   the rationale is rendered from accepted claims (one retry, then the claims mmdx makes itself).
   LLM failures degrade to the classifiers, visibly.
 
-`rerun_without(case, modality, earlier)` is the what-if path: intake -> triage -> execute ->
-aggregate -> answer, rerunning only the tools that read the dropped modality and reusing the rest.
+`what_if_graph` is the what-if path (agent/what_if.py): intake -> triage -> execute -> aggregate ->
+answer, rerunning only the tools that read the dropped modality and reusing the rest.
 
 Nodes return updates; lists and dicts in the state grow through reducers (`Annotated[..., add]`),
 never by mutation. Each node reports its stage to `progress(event)` when the caller passes one.
@@ -36,7 +36,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field, ValidationError
 
 from mmdx.core.audit import text_digest
-from mmdx.core.case import Modality, PatientCase
+from mmdx.core.case import PatientCase
 from mmdx.core.tool import CaseInput, ClassifierOutput, describe
 from mmdx.agent import aggregate as agg
 from mmdx.agent import prompts
@@ -101,11 +101,6 @@ def _progress(config: RunnableConfig | None, stage: str, **detail) -> None:
     cb = ((config or {}).get("configurable") or {}).get("progress")
     if cb is not None:
         cb({"stage": stage, **detail})
-
-
-def reads(tool_cls: type) -> frozenset[Modality]:
-    """The modalities a tool reads: its `reads` declaration where it has one, else what it requires."""
-    return frozenset(getattr(tool_cls, "reads", None) or tool_cls.requires)
 
 
 class DiagnosticAgent:
@@ -399,19 +394,3 @@ class DiagnosticAgent:
 
     def diagnose(self, case: PatientCase, question: str | None = None) -> Diagnosis:
         return self.run(case, question)["diagnosis"]
-
-    def rerun_without(self, case: PatientCase, dropped: Modality, results: dict[str, ClassifierOutput],
-                      failures: dict | None = None, progress: Progress | None = None) -> AgentState:
-        """What if `dropped` were missing: tools that do not read it keep their earlier outputs; the
-        ones that do are rerun on the reduced case where they still can (a fused model with fewer
-        inputs), and dropped where they cannot. No planning: the question is about the inputs."""
-        reduced = case.without(dropped)
-        keep = {t: o for t, o in results.items() if t in self.tools and dropped not in reads(self.tools[t])}
-        kept_failures = {t: f for t, f in (failures or {}).items() if t in self.tools and dropped not in reads(self.tools[t])}
-        rerun = [t for t in (*results, *(failures or {})) if t in self.tools and dropped in reads(self.tools[t])
-                 and self.tools[t].requires and self.tools[t].requires <= reduced.modalities]
-        plan = ([PlannedCall(tool=t, reason=f"output reused: it does not read the {dropped.value}", source="reused") for t in keep]
-                + [PlannedCall(tool=t, reason=f"rerun without the {dropped.value}", source="what_if") for t in rerun])
-        state = {"case": reduced, "what_if": True, "results": keep, "failures": kept_failures, "plan": plan,
-                 "pending": rerun, "events": [{"step": "reused", "tools": sorted(keep)}]}
-        return self.what_if_graph.invoke(state, self._config(progress))
