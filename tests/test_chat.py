@@ -124,3 +124,13 @@ def test_bad_upload_is_a_clear_message(tmp_path):
     assert "labs_csv.row2.value" in r
     r = s.send("y", "hello")
     assert "Attach a case file" in r
+
+
+def test_what_does_the_xray_show_says_present_or_absent_for_each_finding(tmp_path):
+    """The old chat printed all six findings as present, with a bracketed warning under them."""
+    s, _ = session(tmp_path, [PLAN_ALL, RAT, intent("explain", "cxr")])
+    s.send("t", "diagnose", attach={"case_json": make_case().to_json()})
+    r = s.send("t", "What does the X-ray show?")
+    assert r.startswith("Consolidation: present on the chest X-ray model.")
+    assert "Pleural effusion: absent on the chest X-ray model." in r and "Cardiomegaly: absent" in r
+    assert "[" not in r  # nothing shown with a warning under it
