@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(24) if args.token == "generate" else args.token
     if args.host not in LOOPBACK and not token:
         print(f"mmdx serve: refusing to listen on {args.host} without an access token: conversations hold patient data. "
-              f"Pass --token TOKEN (or --token generate), or set {TOKEN_ENV}.", file=__import__("sys").stderr)
+              f"Pass --token TOKEN (or --token generate), or set {TOKEN_ENV}.", file=sys.stderr)
         return 2
     import uvicorn
 
