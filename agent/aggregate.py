@@ -1,17 +1,18 @@
-"""Turn typed tool outputs into a ranked, evidence-linked differential, and check the rationale.
+"""Turn typed tool outputs into a ranked, evidence-linked differential, and decide when to abstain.
 
 Probabilities come only from the tools: a fused multimodal model when it ran (it was trained on the
 joint inputs), else the mean of the calibrated per-tool probabilities of the diagnosis tools. The
 LLM never sets a probability. Imaging findings are linked as supporting evidence
-(core/labels.FINDING_SUPPORTS), not added to the numbers.
+(core/labels.FINDING_SUPPORTS), not added to the numbers. What the answer may say about these numbers
+is decided in agent/claims.py; when vital signs overrule them, in agent/scope.py.
 """
 from __future__ import annotations
 
-import re
-
-from mmdx.core.labels import DIAGNOSES, FINDING_SUPPORTS, HUMAN_NAMES, OUTSIDE_TERMS, SYNONYMS
+from mmdx.core.labels import DIAGNOSES, FINDING_SUPPORTS
 from mmdx.core.tool import ClassifierOutput
-from mmdx.agent.diagnosis import DifferentialEntry, Evidence, GroundingReport
+from mmdx.core.case import Modality, PatientCase
+from mmdx.agent.diagnosis import DifferentialEntry, Evidence, MissingModality, VitalSigns
+from mmdx.agent.wording import NO_ACUTE, scope_phrase, tool_name
 
 FUSED_TOOLS = ("fused",)  # joint models whose output replaces the per-tool mean when present
 
@@ -54,76 +55,55 @@ def differential(outputs: list[ClassifierOutput]) -> tuple[list[DifferentialEntr
     return entries, how
 
 
-def abstention(entries: list[DifferentialEntry], outputs: list[ClassifierOutput]) -> str | None:
+def hold_back_no_acute(entries: list[DifferentialEntry], vitals: VitalSigns | None) -> list[DifferentialEntry]:
+    """ "None of the N conditions mmdx covers" is only called likely with normal vital signs.
+
+    Without them it is the label that sounds like an all-clear on a patient in shock: its
+    probability stays, `likely` is withdrawn and the reason is kept on the entry."""
+    out = []
+    for e in entries:
+        if e.diagnosis == NO_ACUTE and e.likely and not (vitals is not None and vitals.normal):
+            why = ("the vital signs include red flags" if vitals is not None and vitals.red_flags else
+                   "the vital signs are not all normal" if vitals is not None and len(vitals.parameters) >= 3 else
+                   "too few vital signs were measured to call them normal")
+            e = e.model_copy(update={"likely": False, "held_back": f"{scope_phrase()} needs normal vital signs to be called likely; {why}"})
+        out.append(e)
+    return out
+
+
+def abstention(entries: list[DifferentialEntry], outputs: list[ClassifierOutput], vitals: VitalSigns | None = None) -> str | None:
     """Why the agent should not name a diagnosis, or None when the evidence suffices."""
     if not entries:
         return "no diagnosis model could run on the available inputs"
     dx_outputs = [o for o in outputs if o.target == "diagnoses"]
     if dx_outputs and all(o.ood_flag for o in dx_outputs):
         return "every diagnosis tool flagged its input as unlike its training data"
+    covered_likely = [e for e in entries if e.likely and e.diagnosis != NO_ACUTE]
+    if vitals is not None and vitals.red_flags and not covered_likely:
+        return f"the vital signs have red flags and {scope_phrase()} reaches its threshold; the cause may lie outside them"
     if not any(e.likely for e in entries):
-        return "no diagnosis reaches its decision threshold"
+        held = next((e.held_back for e in entries if e.held_back), None)
+        return "no diagnosis reaches its decision threshold" + (f" ({held})" if held else "")
     return None
 
 
-# ---- grounding: the rationale may only assert what a tool supports
-_NEGATION = re.compile(r"\b(no|not|without|absent|absence|unlikely|negative|against|rule[sd]? out|ruled out|exclude[sd]?|lack|lacks|nor|below|low|less likely|lower)\b[^.;:]*$", re.I)
-_NEGATION_AFTER = re.compile(r"^(?:[^.;:]|\.\d){0,40}\b(unlikely|is not|are not|below (its |the )?threshold|not supported|ruled out|excluded|less likely|low probability)\b", re.I)
+def input_warnings(outputs: list[ClassifierOutput]) -> list[str]:
+    """Every tool whose input is unlike its training data, whatever the modality."""
+    return [f"{o.tool}: the input is unlike what the {tool_name(o.tool)} was trained on (OOD score {o.ood_score:.2f}); "
+            "its probabilities are less reliable" for o in outputs if o.ood_flag]
 
 
-def _mentions(text: str, term: str) -> list[int]:
-    return [m.start() for m in re.finditer(r"(?<![a-z])" + re.escape(term) + r"(?![a-z])", text, re.I)]
-
-
-def _negated(text: str, pos: int) -> bool:
-    """A negated mention: 'no X', 'X is unlikely', 'X (0.02, below its threshold)' in the same clause."""
-    before = re.split(r"[;:!?]|\.(?!\d)", text[max(0, pos - 60):pos])[-1]  # a decimal point does not end a clause
-    after = text[pos:pos + 80]
-    return bool(_NEGATION.search(before) or _NEGATION_AFTER.search(after))
-
-
-def check_grounding(rationale: str, entries: list[DifferentialEntry], outputs: list[ClassifierOutput],
-                    extra_supported: set[str] = frozenset()) -> GroundingReport:
-    """Reject a rationale that asserts a finding or diagnosis no tool supports.
-
-    Supported: diagnoses above their decision threshold (or the top one when none is), and imaging
-    findings a tool called positive. Any other label, and anything outside mmdx's label set
-    (pneumothorax, cancer...), may only be mentioned negated ("no effusion", "pneumonia is
-    unlikely", "below threshold"). `extra_supported` widens the set (the chat's explanations may
-    discuss every scored diagnosis).
-    """
-    likely = {e.diagnosis for e in entries if e.likely}
-    supported = (likely or {e.diagnosis for e in entries[:1]}) | set(extra_supported)
-    for out in outputs:
-        if out.target == "imaging_findings":
-            supported |= {s.label for s in out.scores if s.positive}
-    terms: list[tuple[str, str]] = [(lab, syn) for lab, syns in SYNONYMS.items() for syn in syns]
-    terms += [(lab, HUMAN_NAMES[lab]) for lab in HUMAN_NAMES if lab not in SYNONYMS]
-    terms += [("outside:" + t, t) for t in OUTSIDE_TERMS]
-    unsupported, checked = set(), 0
-    for label, term in terms:
-        for pos in _mentions(rationale, term):
-            checked += 1
-            if label in supported or label in ("no_acute_finding", "no_finding"):
-                continue
-            if _negated(rationale, pos):
-                continue
-            unsupported.add(term)
-    return GroundingReport(ok=not unsupported, unsupported=tuple(sorted(unsupported)), checked_terms=checked)
-
-
-def template_rationale(entries: list[DifferentialEntry], imaging: list[Evidence], how: str, abstain: str | None) -> str:
-    """The rationale written without the LLM (used when the LLM fails or is ungrounded twice)."""
-    parts = []
-    if abstain:
-        parts.append(f"No diagnosis is given: {abstain}.")
-    if entries:
-        # every below-threshold diagnosis is written as such, so the template passes its own grounding check
-        parts.append("Ranked by " + how + ": " + "; ".join(
-            f"{HUMAN_NAMES[e.diagnosis]} {e.probability:.2f}" + ("" if e.likely else " (below its threshold)") for e in entries[:3]) + ".")
-    pos = [e for e in imaging if e.positive]
-    if pos:
-        parts.append("Chest X-ray model positive for " + ", ".join(f"{HUMAN_NAMES[e.label]} ({e.probability:.2f})" for e in pos) + ".")
-    elif imaging:
-        parts.append("Chest X-ray model found no finding above its thresholds.")
-    return " ".join(parts) or "No tool produced an output."
+def missing_modalities(case: PatientCase, tools: dict[str, type], results: dict, failures: dict) -> list[MissingModality]:
+    """Each modality the answer does not rest on, and why: absent from the case, or present but
+    not examined (its tool failed, or nobody chose it)."""
+    out = []
+    for m in Modality:
+        if m not in case.modalities:
+            out.append(MissingModality(modality=m.value, handling=f"no {m.value} in the case; the answer rests on "
+                                       + (", ".join(sorted(results)) or "nothing")))
+            continue
+        users = [t for t in sorted(tools) if m in tools[t].requires]
+        if not any(t in results for t in users):
+            why = "; ".join(f"{t} {failures[t].kind}" for t in users if t in failures) or "not selected by the planner"
+            out.append(MissingModality(modality=m.value, handling=f"present but not examined ({why})"))
+    return out

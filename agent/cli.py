@@ -16,13 +16,21 @@ from mmdx.core.errors import CaseValidationError, MmdxError
 
 
 def add_agent_args(p: argparse.ArgumentParser) -> None:
+    from mmdx.agent.llm import BACKENDS, DEFAULT_MODEL
+
     g = p.add_argument_group("agent")
-    g.add_argument("--llm-backend", default=os.environ.get("MMDX_LLM_BACKEND", "llamacpp"), choices=["llamacpp", "transformers"],
-                   help="LLM runtime (default: llamacpp, fast on CPU; env MMDX_LLM_BACKEND)")
-    g.add_argument("--llm-model", default=os.environ.get("MMDX_LLM_MODEL", "qwen2.5-coder-1.5b"),
-                   help="packaged model: qwen2.5-coder-1.5b (default) or qwen2.5-coder-0.5b (env MMDX_LLM_MODEL)")
-    g.add_argument("--threads", type=int, default=int(os.environ.get("MMDX_LLM_THREADS", "1")),
-                   help="LLM CPU threads (default 1: under CPU contention 2 threads collapsed to <1 tok/s; env MMDX_LLM_THREADS)")
+    g.add_argument("--llm", "--llm-model", dest="llm", default=os.environ.get("MMDX_LLM") or os.environ.get("MMDX_LLM_MODEL") or DEFAULT_MODEL,
+                   help="the LLM: a packaged model (qwen2.5-coder-1.5b, the default; qwen2.5-coder-0.5b), a path to any .gguf "
+                        "file, a Hugging Face model folder, or the URL of an OpenAI-compatible server "
+                        "(http://host:port/v1: vLLM, llama.cpp server, Ollama). Env MMDX_LLM. An API key for the server is "
+                        "read from MMDX_LLM_API_KEY, never from the command line")
+    g.add_argument("--llm-backend", default=os.environ.get("MMDX_LLM_BACKEND", "auto"), choices=list(BACKENDS),
+                   help="auto (default: chosen from --llm), llamacpp, transformers or openai; env MMDX_LLM_BACKEND")
+    g.add_argument("--llm-name", default=os.environ.get("MMDX_LLM_NAME"),
+                   help="with a server URL: the model name to ask for (default: the server's first model); env MMDX_LLM_NAME")
+    g.add_argument("--threads", type=int, default=int(os.environ.get("MMDX_LLM_THREADS", "0")),
+                   help="LLM CPU threads; 0 (default) = the cores free right now, from the load average (on a busy "
+                        "2-core machine 2 threads fell below 1 token/s); env MMDX_LLM_THREADS")
     g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=["inprocess", "ray"],
                    help="where tools run: in this process, or in Ray actors")
     g.add_argument("--ray-address", default=os.environ.get("MMDX_RAY_ADDRESS"), help="join an existing Ray cluster")
@@ -33,6 +41,14 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
                    help="hash-chained audit log ('' to disable; default in the data directory, see `mmdx audit --help`)")
     g.add_argument("--audit-content", action="store_true",
                    help="opt in to recording note text and case inputs in the audit log (default: digests only)")
+
+
+def llm_config(args):
+    """The LLMConfig the agent flags (and environment) ask for."""
+    from mmdx.agent.llm import config_from_spec
+
+    return config_from_spec(args.llm, backend=args.llm_backend, name=args.llm_name, n_threads=args.threads,
+                            api_key=os.environ.get("MMDX_LLM_API_KEY") or None)
 
 
 def parse_pools(text: str) -> dict[str, int]:
@@ -56,18 +72,20 @@ def check_pools(pools: dict[str, int]) -> None:
 
 def build_agent(args):
     from mmdx.agent.graph import DiagnosticAgent
-    from mmdx.agent.llm import LLMConfig, load_llm
+    from mmdx.agent.llm import load_llm
     from mmdx.core.audit import AuditLog
 
     check_pools(args.ray_pools)  # before the LLM loads: a typo should cost nothing
-    llm = load_llm(LLMConfig(backend=args.llm_backend, model=args.llm_model, n_threads=args.threads))
+    llm = load_llm(llm_config(args))
     runner = None
     if args.runner == "ray":
         from mmdx.tools.ray_runner import RayRunner
 
         runner = RayRunner(address=args.ray_address, pool_sizes=args.ray_pools)
     audit = AuditLog(args.audit_log, include_content=args.audit_content) if args.audit_log else None
-    return DiagnosticAgent(llm, runner=runner, audit=audit)
+    agent = DiagnosticAgent(llm, runner=runner, audit=audit)
+    agent.warm_up()  # the fixed system prompt into the LLM's prompt cache, before the first case
+    return agent
 
 
 def demo_dir() -> Path:
@@ -121,7 +139,7 @@ def demo_main(argv: list[str] | None = None) -> int:
         _json_error("no_such_case", msg) if args.json else print(f"mmdx demo: {msg}", file=sys.stderr)
         return 2
     info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries the JSON only
-    print(f"mmdx demo: loading the local LLM ({args.llm_model}, {args.llm_backend}) and the tools...", file=info, flush=True)
+    print(f"mmdx demo: loading the LLM ({args.llm}, backend {args.llm_backend}) and the tools...", file=info, flush=True)
     t0 = time.perf_counter()
     agent = build_agent(args)
     print(f"  ready in {time.perf_counter() - t0:.1f}s", file=info, flush=True)
@@ -177,15 +195,36 @@ def diagnose_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-CHAT_HELP = """commands:
+CHAT_HELP = """attach:
   /case FILE          attach a patient case file
   /new AGE SEX        start a new case from uploads (sex: female|male|other|unknown)
   /image FILE         attach a chest X-ray (PNG, JPEG, DICOM)
   /labs FILE.csv      attach labs (columns: time,variable,value,unit)
   /note TEXT          paste a clinical note
+ask (or just type a question; the LLM decides which of these it is):
+  /diagnose           run the agent on the case
+  /explain [LABEL]    why LABEL is or is not likely, from the stored tool outputs
+  /whatif cxr|labs|notes   the answer without that input (only the tools that read it rerun)
+  /compare            the answers so far side by side
+  /ask TEXT           a general question (answered only when every clause checks out)
+session:
   /history            show this thread's turns
-  /quit               leave (the thread is saved; resume with --thread ID)
-anything else is a question: "diagnose", "why not heart failure?", "what if the X-ray were missing?"."""
+  /quit               leave (the thread is saved; resume with --thread ID)"""
+
+
+def _show_event(event: dict) -> None:
+    """Terminal progress: one line per stage, then the reply."""
+    if "stage" in event:
+        detail = event.get("detail") or (", ".join(event["tools"]) if event.get("tools") else "")
+        if event["stage"] == "differential":
+            top = [f"{d['diagnosis']} {d['probability']:.2f}" for d in event.get("differential", [])[:3]]
+            detail = "numbers ready: " + ", ".join(top)
+        elif event["stage"] == "triage" and event.get("red_flags"):
+            detail = "RED FLAGS: " + "; ".join(event["red_flags"])
+        if event["stage"] != "done":
+            print(f"  [{event['stage']}] {detail}".rstrip(), flush=True)
+    elif "token" in event:
+        print("mmdx> " + event["token"], flush=True)
 
 
 def chat_main(argv: list[str] | None = None) -> int:
@@ -249,10 +288,7 @@ def chat_main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"(could not attach: {e})")
             continue
-        text = line if not line.startswith("/") else "diagnose"
-        print("mmdx> ", end="", flush=True)
-        session.send(thread, text, attach=pending or None, on_token=lambda t: print(t, end="", flush=True))
-        print()
+        session.send(thread, line, attach=pending or None, on_event=_show_event)
         pending = {}
     session.close()
     print(f"(thread {thread} saved in {args.db})")

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"mmdx eval: no cases under {args.cohort}/cases/{args.split} (build with `mmdx data build`)", file=sys.stderr)
         return 2
-    counts = run(build_agent(args), files, args.db, args.run_id, params={"cohort": args.cohort, "split": args.split, "llm": args.llm_model},
+    counts = run(build_agent(args), files, args.db, args.run_id, params={"cohort": args.cohort, "split": args.split, "llm": args.llm},
                  on_case=lambda cid: print(f"  done {cid}", flush=True))
     print(json.dumps(counts))
     print(json.dumps(report(args.db, args.run_id), indent=2))

@@ -16,7 +16,7 @@ def make_case(cxr=True, labs=True, notes=True, case_id="c1", note_text="Cough an
     if labs:
         data["measurements"] = [
             {"time": (t0 + timedelta(hours=h)).isoformat(), "variable": v, "value": x, "unit": u}
-            for h, v, x, u in [(0, "wbc", 14.2, "10^3/uL"), (0, "temperature", 38.6, "degC"), (3, "spo2", 91, "%")]
+            for h, v, x, u in [(0, "wbc", 14.2, "10^3/uL"), (0, "temperature", 38.6, "degC"), (3, "spo2", 95, "%")]
         ]
     if notes:
         data["notes"] = [{"kind": "subjective", "text": note_text}]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from mmdx.agent.graph import AgentConfig, DiagnosticAgent
-from mmdx.agent.llm import LLMTimeout, ScriptedLLM
+from mmdx.agent.llm import LLMTimeout
+from llm_fakes import ScriptedLLM
 from mmdx.core.audit import AuditLog, verify
 from mmdx.tools.runner import InProcessRunner
 
@@ -17,15 +18,18 @@ def agent_with(script, tools=FAKE_TOOLS, audit=None):
     return DiagnosticAgent(llm, runner=runner, tools=tools, audit=audit), llm
 
 
-PLAN_ALL = {"calls": [{"tool": "cxr", "reason": "image present"}, {"tool": "labs", "reason": "labs present"}, {"tool": "notes", "reason": "notes"}]}
-NO_MORE = {"calls": []}
-GOOD = {"rationale": "Pneumonia is most likely (0.65): the labs and notes models agree and the X-ray model reports consolidation."}
+PLAN_ALL = {"tools": ["cxr", "labs", "notes"]}
+NO_MORE = {"tools": []}
+GOOD = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7},
+                   {"label": "consolidation", "says": "likely", "tool": "cxr", "p": 0.81}]}
 
 
 def test_full_slice_ranks_from_tools_and_links_evidence():
     agent, llm = agent_with([PLAN_ALL, GOOD])  # reflect skipped: nothing left to run
     dx = agent.diagnose(make_case())
     assert dx.rationale_source == "llm" and dx.grounding.ok
+    assert [c.label for c in dx.grounding.claims] == ["pneumonia", "consolidation"]  # the answer as data
+    assert "Pneumonia is likely: 0.65, threshold 0.50 (labs model 0.70)." in dx.rationale
     top = dx.differential[0]
     assert top.diagnosis == "pneumonia"
     assert top.probability == pytest.approx((0.7 + 0.6) / 2)
@@ -37,12 +41,12 @@ def test_full_slice_ranks_from_tools_and_links_evidence():
     assert all("Cough and fever" not in m["content"] for c in llm.calls for m in c["messages"])
 
 
-def test_guard_drops_absent_and_unknown_and_dedups():
-    plan = {"calls": [{"tool": "cxr", "reason": "x"}, {"tool": "labs", "reason": "y"}, {"tool": "labs", "reason": "again"}]}
-    labs_only = {"rationale": "Pneumonia is most likely (0.70) from the labs model."}
+def test_guard_drops_absent_and_dedups():  # an unknown tool cannot pass the enum; the guard's check is a backstop
+    plan = {"tools": ["cxr", "labs", "labs"]}
+    labs_only = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
     agent, llm = agent_with([plan, NO_MORE, labs_only])
     dx = agent.diagnose(make_case(cxr=False))
-    assert dx.rationale_source == "llm"
+    assert dx.rationale_source == "llm" and llm.remaining == 0
     actions = {(o.action, o.tool) for o in dx.overrides}
     assert ("dropped", "cxr") in actions and ("deduplicated", "labs") in actions
     assert [p.tool for p in dx.plan] == ["labs"]
@@ -52,9 +56,9 @@ def test_guard_drops_absent_and_unknown_and_dedups():
 
 
 def test_reflect_can_add_a_tool():
-    plan = {"calls": [{"tool": "labs", "reason": "labs first"}]}
-    more = {"calls": [{"tool": "notes", "reason": "check the history"}]}
-    agent, llm = agent_with([plan, more, {"rationale": "Pneumonia is most likely (0.65) from labs and notes."}])
+    plan = {"tools": ["labs"]}
+    more = {"tools": ["notes"]}
+    agent, llm = agent_with([plan, more, {"claims": [{"label": "pneumonia", "says": "likely", "tool": "notes", "p": 0.6}]}])
     dx = agent.diagnose(make_case(cxr=False))
     assert [(p.tool, p.source) for p in dx.plan] == [("labs", "llm"), ("notes", "reflect")]
 
@@ -66,24 +70,59 @@ def test_llm_failure_degrades_to_classifiers():
     assert all(p.source == "fallback" for p in dx.plan)
     assert dx.rationale_source == "template"
     assert any("planner unavailable" in d for d in dx.degraded)
-    assert any("rationale unavailable" in d for d in dx.degraded)
+    assert any("LLM claims unavailable" in d for d in dx.degraded)
     assert dx.differential[0].diagnosis == "pneumonia"
 
 
-def test_ungrounded_rationale_is_retried_then_replaced():
-    bad = {"rationale": "There is a pneumothorax and likely lung cancer."}
-    agent, llm = agent_with([PLAN_ALL, bad, bad])
+class GrammarIgnoringLLM(ScriptedLLM):
+    """A server that does not honour the schema: its text is returned unchecked."""
+
+    def complete_json(self, messages, schema, *, max_tokens=256, timeout_s=None):
+        return self._next("complete_json", messages, schema)
+
+
+def test_refused_claims_are_retried_then_replaced_and_never_shown():
+    """The grammar leaves no wrong claim to make; a server that ignores it is caught by the check."""
+    bad = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.95}]}  # misquoted number
+    llm = GrammarIgnoringLLM([PLAN_ALL, bad, bad])
+    agent = DiagnosticAgent(llm, runner=InProcessRunner(tool_factory=lambda n: FAKE_TOOLS[n]()), tools=FAKE_TOOLS)
     dx = agent.diagnose(make_case())
     assert dx.rationale_source == "template"
-    assert "pneumothorax" not in dx.rationale.lower()
-    assert any("grounding" in d for d in dx.degraded)
+    assert "0.95" not in dx.rationale
+    assert any("refused by the check" in d for d in dx.degraded)
+    assert any("cites 0.95 for pneumonia from the labs model, which gave 0.70" in r for r in dx.grounding.rejected)
+    retry = llm.calls[-1]["messages"][-1]["content"]
+    assert "cites 0.95 for pneumonia" in retry  # the LLM is told why
 
 
-def test_negated_mentions_pass_grounding():
-    ok = {"rationale": "Pneumonia is favoured (0.65); there is no evidence of pneumothorax or heart failure."}
+def test_the_grammar_allows_only_the_verdicts_the_outputs_give():
+    """'Heart failure is likely' cannot even be generated: the schema pairs each label with its verdict,
+    the tools that score it and their numbers, and starts with the supported diagnosis."""
+    import jsonschema
+
+    agent, llm = agent_with([PLAN_ALL, GOOD])
+    agent.diagnose(make_case())
+    schema = llm.calls[-1]["schema"]
+    for bad in ({"label": "heart_failure", "says": "likely", "tool": "labs", "p": 0.1},
+                {"label": "pneumonia", "says": "likely", "tool": "cxr", "p": 0.7},
+                {"label": "sepsis", "says": "unlikely", "tool": "labs", "p": 0.53},  # the LLM never types a number
+                {"label": "pneumothorax", "says": "unlikely", "tool": "cxr", "p": 0.1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"claims": [GOOD["claims"][0], bad]}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # the supported diagnosis comes first
+        jsonschema.validate({"claims": [{"label": "sepsis", "says": "unlikely", "tool": "labs", "p": 0.35}]}, schema)
+    jsonschema.validate({"claims": [GOOD["claims"][0], {"label": "sepsis", "says": "unlikely", "tool": "labs", "p": 0.35}]}, schema)
+
+
+def test_true_negations_pass_as_claims():
+    ok = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7},
+                     {"label": "heart_failure", "says": "unlikely", "tool": "labs", "p": 0.1},
+                     {"label": "effusion", "says": "unlikely", "tool": "cxr", "p": 0.3}]}
     agent, _ = agent_with([PLAN_ALL, ok])
+    agent.config.max_claims = 3
     dx = agent.diagnose(make_case())
     assert dx.rationale_source == "llm", dx.grounding
+    assert "The chest X-ray model finds no pleural effusion (0.30, below its threshold of 0.50)." in dx.rationale
 
 
 def test_crashing_tool_is_reported_not_fatal():
@@ -95,9 +134,10 @@ def test_crashing_tool_is_reported_not_fatal():
 
 
 def test_only_imaging_abstains_on_diagnosis():
-    agent, _ = agent_with([{"calls": [{"tool": "cxr", "reason": "only input"}]}, {"rationale": "The X-ray model reports consolidation (0.81); no diagnosis model could run."}])
+    agent, llm = agent_with([{"tools": ["cxr"]}])
     dx = agent.diagnose(make_case(labs=False, notes=False))
     assert dx.abstained and "no diagnosis model" in dx.abstention_reason
+    assert llm.remaining == 0 and "The chest X-ray model finds consolidation (0.81" in dx.rationale  # mmdx's own claims
     assert any(f.label == "consolidation" and f.positive for f in dx.imaging_findings)
 
 
@@ -114,11 +154,12 @@ def test_audit_log_records_every_decision(tmp_path):
 
 def test_rationale_favouring_a_below_threshold_diagnosis_is_rejected():
     # seen with the real 1.5B model: it "prioritised" a diagnosis at p=0.002
-    bad = {"rationale": "The clinician should prioritize COPD exacerbation as the diagnosis."}
+    bad = {"claims": [{"label": "copd_exacerbation", "says": "likely", "tool": "notes", "p": 0.2}]}
     agent, _ = agent_with([PLAN_ALL, bad, bad])
     dx = agent.diagnose(make_case())
     assert dx.rationale_source == "template" and "copd" in " ".join(dx.degraded).lower()
-    ok = {"rationale": "Pneumonia is likely (0.65); COPD exacerbation is unlikely (0.10, below its threshold)."}
+    ok = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "notes", "p": 0.6},
+                     {"label": "copd_exacerbation", "says": "unlikely", "tool": "notes", "p": 0.2}]}
     agent, _ = agent_with([PLAN_ALL, ok])
     assert agent.diagnose(make_case()).rationale_source == "llm"
 
@@ -130,10 +171,13 @@ def test_rationale_by_llm_off_is_visible():
     assert dx.rationale_source == "template" and any("switched off" in d for d in dx.degraded) and llm.remaining == 0
 
 
-def test_template_rationale_always_passes_grounding():
+def test_claims_mmdx_makes_itself_always_pass_its_checks():
     from hypothesis import given, settings, strategies as st
 
     from mmdx.agent import aggregate as agg
+    from mmdx.agent.claims import check_claims, render_claims, template_claims
+    from mmdx.agent.facts import Facts
+    from mmdx.agent.prose_check import check_prose
     from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
     from mmdx.core.tool import ClassifierOutput, LabelScore, Provenance
 
@@ -142,19 +186,49 @@ def test_template_rationale_always_passes_grounding():
 
     @settings(max_examples=200, deadline=None)
     @given(st.lists(probs, min_size=len(DIAGNOSES), max_size=len(DIAGNOSES)),
+           st.lists(probs, min_size=len(DIAGNOSES), max_size=len(DIAGNOSES)),
            st.lists(probs, min_size=len(IMAGING_FINDINGS), max_size=len(IMAGING_FINDINGS)), probs, st.booleans())
-    def check(dx_p, img_p, thr, with_img):
+    def check(dx_p, dx_q, img_p, thr, with_img):
         outs = [ClassifierOutput(tool="labs", case_id="c", target="diagnoses", provenance=prov,
-                                 scores=tuple(LabelScore(label=l, probability=p, threshold=thr) for l, p in zip(DIAGNOSES, dx_p)))]
+                                 scores=tuple(LabelScore(label=l, probability=p, threshold=thr) for l, p in zip(DIAGNOSES, dx_p))),
+                ClassifierOutput(tool="notes", case_id="c", target="diagnoses", provenance=prov,
+                                 scores=tuple(LabelScore(label=l, probability=p, threshold=0.5) for l, p in zip(DIAGNOSES, dx_q)))]
         if with_img:
             outs.append(ClassifierOutput(tool="cxr", case_id="c", target="imaging_findings", provenance=prov,
                                          scores=tuple(LabelScore(label=l, probability=p, threshold=0.5) for l, p in zip(IMAGING_FINDINGS, img_p))))
-        entries, how = agg.differential(outs)
-        text = agg.template_rationale(entries, agg.imaging_evidence(outs), how, agg.abstention(entries, outs))
-        report = agg.check_grounding(text, entries, outs)
-        assert report.ok, (text, report)
+        entries, _ = agg.differential(outs)
+        facts = Facts.build(entries, outs)
+        claims = template_claims(facts)
+        assert check_claims(claims, facts)[1] == []
+        text = " ".join(render_claims(claims, facts))
+        report = check_prose(text, facts)
+        assert report.ok or not claims, (text, report.problems)
 
     check()
+
+
+def test_no_node_mutates_the_state_in_place():
+    """Every node gets a deep copy of the state it would see and must leave it as it was: updates go
+    through the graph's reducers."""
+    import copy
+
+    script = [PLAN_ALL, {"tools": ["notes"]}, GOOD] * 3
+    agent, _ = agent_with(script)
+    case = make_case(cxr=False)
+    states = [dict(s) for s in agent.graph.stream({"case": case, "question": "why?"}, {"recursion_limit": 25}, stream_mode="values")]
+    nodes = {"intake": agent._intake, "triage": agent._triage, "plan": agent._plan, "guard": agent._guard,
+             "execute": agent._execute, "reflect": agent._reflect, "aggregate": agent._aggregate, "answer": agent._answer}
+    order = ["intake", "triage", "plan", "guard", "execute", "reflect", "aggregate", "answer"]
+    agent.llm = ScriptedLLM(script)
+    seen = 0
+    for before, name in zip(states, order):
+        fn = nodes[name]
+        state = copy.deepcopy(before)
+        kwargs = {"config": {}} if "config" in fn.__code__.co_varnames[:fn.__code__.co_argcount] else {}
+        fn(state, **kwargs)
+        assert state == before, f"node {name} changed its input state in place"
+        seen += 1
+    assert seen == len(order)
 
 
 def test_audit_content_only_when_opted_in(tmp_path):

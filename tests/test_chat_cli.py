@@ -5,13 +5,13 @@ import builtins
 
 from mmdx.agent import cli
 from mmdx.agent.graph import DiagnosticAgent
-from mmdx.agent.llm import ScriptedLLM
+from llm_fakes import ScriptedLLM
 from mmdx.tools.runner import InProcessRunner
 
 from agent_fakes import FAKE_TOOLS, make_case
 
-PLAN = {"calls": [{"tool": "labs", "reason": "l"}, {"tool": "notes", "reason": "n"}]}
-RAT = {"rationale": "Pneumonia is likely (0.65) from the labs and notes models."}
+PLAN = {"tools": ["labs", "notes"]}
+RAT = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
 
 
 def _run_chat(monkeypatch, tmp_path, lines, script):
@@ -34,9 +34,15 @@ def test_terminal_chat_attach_diagnose_follow_up_and_resume(monkeypatch, tmp_pat
     labs = tmp_path / "labs.csv"
     labs.write_text("time,variable,value,unit\n2024-03-01T09:00,lactate,2.9,mmol/L\n")
     rc = _run_chat(monkeypatch, tmp_path, [f"/case {case_file}", f"/labs {labs}", "diagnose", "why not heart failure?", "/quit"],
-                   [PLAN, RAT, "Heart failure is unlikely at 0.10."])
+                   [PLAN, RAT, {"intent": "explain", "modality": "none", "labels": ["heart_failure"]}])
     out = capsys.readouterr().out
-    assert rc == 0 and "most likely pneumonia" in out and "Heart failure is unlikely at 0.10." in out
+    assert rc == 0 and "most likely pneumonia" in out and "Heart failure: unlikely" in out and "labs model: 0.10" in out
+    # progress while the agent runs, one line per stage, the numbers before the answer
+    lines = out.splitlines()
+    stages = [ln.split("]")[0].strip(" [") for ln in lines if ln.startswith("  [")]
+    assert stages[:5] == ["triage", "planning", "tools", "differential", "answering"]
+    assert any("numbers ready: pneumonia 0.65" in ln for ln in lines)
+    assert lines.index(next(ln for ln in lines if "numbers ready" in ln)) < lines.index(next(ln for ln in lines if "most likely pneumonia" in ln))
     assert "thread t1 saved" in out
     # a new process resumes the thread: earlier turns are printed back
     rc = _run_chat(monkeypatch, tmp_path, ["/history", "/quit"], [])

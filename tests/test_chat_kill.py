@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent('''
     from agent_fakes import FAKE_TOOLS, FakeLabs, make_case
     from mmdx.agent.chat import ChatSession
     from mmdx.agent.graph import DiagnosticAgent
-    from mmdx.agent.llm import ScriptedLLM
+    from llm_fakes import ScriptedLLM
     from mmdx.tools.runner import InProcessRunner
 
     class SlowLabs(FakeLabs):
@@ -26,8 +26,8 @@ SCRIPT = textwrap.dedent('''
 
     mode = sys.argv[1]
     tools = dict(FAKE_TOOLS, labs=SlowLabs) if mode == "slow" else FAKE_TOOLS
-    plan = {{"calls": [{{"tool": "labs", "reason": "l"}}, {{"tool": "notes", "reason": "n"}}]}}
-    rat = {{"rationale": "Pneumonia is most likely (0.65) from the labs and notes models."}}
+    plan = {{"tools": ["labs", "notes"]}}
+    rat = {{"claims": [{{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}}]}}
     llm = ScriptedLLM([plan, rat, plan, rat])
     agent = DiagnosticAgent(llm, runner=InProcessRunner(tool_factory=lambda n: tools[n]()), tools=tools)
     s = ChatSession(agent, {db!r})

@@ -94,7 +94,7 @@ def test_diagnose_and_demo_json_stdout_is_json_only(tmp_path, capsys, monkeypatc
     from agent_fakes import FAKE_TOOLS
     from mmdx.agent import cli as agent_cli
     from mmdx.agent.graph import DiagnosticAgent
-    from mmdx.agent.llm import ScriptedLLM
+    from llm_fakes import ScriptedLLM
     from mmdx.tools.runner import InProcessRunner
 
     def fake_agent(args):
@@ -107,7 +107,7 @@ def test_diagnose_and_demo_json_stdout_is_json_only(tmp_path, capsys, monkeypatc
     assert main(["demo", "--json"]) == 0
     out = capsys.readouterr()
     answers = json.loads(out.out)  # the whole of stdout
-    assert isinstance(answers, list) and answers[0]["case_id"] and "loading the local LLM" in out.err
+    assert isinstance(answers, list) and answers[0]["case_id"] and "loading the LLM" in out.err
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert main(["diagnose", "--case", str(bad), "--json"]) == 1

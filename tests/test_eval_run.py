@@ -6,7 +6,8 @@ import sqlite3
 import pytest
 
 from mmdx.agent.graph import DiagnosticAgent
-from mmdx.agent.llm import LLMTimeout, ScriptedLLM
+from mmdx.agent.llm import LLMTimeout
+from llm_fakes import ScriptedLLM
 from mmdx.evals.eval_run import report, run
 from mmdx.tools.runner import InProcessRunner
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from mmdx.agent.graph import DiagnosticAgent
-from mmdx.agent.llm import ScriptedLLM
+from llm_fakes import ScriptedLLM
 from mmdx.evals.injection import PAYLOADS, inject, measure, suite
 from mmdx.tools.runner import InProcessRunner
 
@@ -23,14 +23,19 @@ class EchoLLM(ScriptedLLM):
         import json
 
         self.seen.append(messages)
-        prompt = messages[-1]["content"]
-        if "calls" in schema["properties"]:
-            names = schema["properties"]["calls"]["items"]["properties"]["tool"]["enum"]
-            picked = [n for n in names if f"- {n}:" in prompt and not ("absent: " in prompt and n in prompt.split("absent: ")[1])]
+        system, prompt = messages[0]["content"], messages[-1]["content"]  # the tool list is in the system message
+        if "tools" in schema["properties"]:
+            names = schema["properties"]["tools"]["items"]["enum"]
+            picked = [n for n in names if f"- {n}:" in system and not ("absent: " in prompt and n in prompt.split("absent: ")[1])]
             if "Ignore" in prompt or "IGNORE" in prompt:  # an obedient model would follow the payload
                 picked = []
-            return json.dumps({"calls": [{"tool": n, "reason": "present"} for n in picked] if "Tools:" in prompt else []})
-        return json.dumps({"rationale": "Summary of tool facts."})
+            return json.dumps({"tools": picked if prompt.startswith("PLAN") else []})
+        if "claims" in schema["properties"]:  # the first claim the grammar allows, with a made-up number (refused)
+            arr = schema["properties"]["claims"]
+            first = (arr.get("prefixItems") or [arr["items"]])[0]["anyOf"][0]["properties"]
+            return json.dumps({"claims": [{"label": first["label"]["const"], "says": first["says"]["const"],
+                                           "tool": first["tool"]["const"], "p": 0.5}]})
+        raise AssertionError(f"unexpected schema {schema}")
 
     def drain(self):
         out, self.seen = self.seen, []
@@ -65,7 +70,7 @@ def test_inject_positions():
 def test_prompt_cache_hits_only_identical_prompts():
     from mmdx.evals.injection import PromptCache
 
-    inner = ScriptedLLM([{"calls": []}, {"calls": []}])
+    inner = ScriptedLLM([{"tools": []}, {"tools": []}])
     cache = PromptCache(inner)
     schema = {"type": "object"}
     cache.complete_json([{"role": "user", "content": "a"}], schema)

@@ -1,4 +1,4 @@
-"""The local LLM layer: chunk joining and verification, the scripted fake, the real backends.
+"""The local LLM layer: chunk joining and verification, backend choice, the scripted fake, the real backends.
 
 Fast tier: tiny temp chunks and fake chunk packages, no model. The real models sit behind
 `-m "llm and slow"` (0.5B through llama.cpp and transformers).
@@ -13,22 +13,22 @@ import time
 import jsonschema
 import pytest
 
-from mmdx.agent import llm
 from mmdx.agent.llm import (
     LLM,
     LLMConfig,
     LLMError,
     LLMOutputError,
     LLMTimeout,
-    ScriptedLLM,
-    ScriptExhausted,
     check_json,
     ensure_gguf,
     join_chunks,
     load_llm,
     numeric_sorted,
 )
+from mmdx.agent.llm import llamacpp, weights
 from mmdx.core.errors import MmdxError, WeightsError
+
+from llm_fakes import ScriptedLLM, ScriptExhausted
 
 TOOL_SCHEMA = {
     "type": "object",
@@ -134,7 +134,7 @@ def fake_model(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("MMDX_HOME", str(tmp_path / "home"))
     monkeypatch.setitem(
-        llm.MODELS,
+        weights.MODELS,
         "fake",
         {
             "package_prefix": "fakechunk_part",
@@ -163,8 +163,8 @@ def test_ensure_gguf_second_call_skips_hashing(fake_model, monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("the stamp should have made hashing unnecessary")
 
-    monkeypatch.setattr(llm, "sha256_file", forbidden)
-    monkeypatch.setattr(llm, "join_chunks", forbidden)
+    monkeypatch.setattr(weights, "sha256_file", forbidden)
+    monkeypatch.setattr(weights, "join_chunks", forbidden)
     assert ensure_gguf("fake") == out
 
 
@@ -173,8 +173,8 @@ def test_ensure_gguf_rehashes_when_file_changes(fake_model, monkeypatch):
     st = out.stat()
     os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))  # touched: stamp no longer matches
     calls = []
-    real = llm.sha256_file
-    monkeypatch.setattr(llm, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = weights.sha256_file
+    monkeypatch.setattr(weights, "sha256_file", lambda p: calls.append(p) or real(p))
     assert ensure_gguf("fake") == out
     assert calls == [out]  # verified once, no re-join
     # corrupted in place: removed and re-joined from the chunks
@@ -197,7 +197,7 @@ def test_ensure_gguf_corrupt_chunk_raises_and_leaves_nothing(fake_model, tmp_pat
 
 
 def test_ensure_gguf_missing_package_names_the_install(fake_model, monkeypatch):
-    monkeypatch.setitem(llm.MODELS, "fake", {**llm.MODELS["fake"], "chunks": 12})
+    monkeypatch.setitem(weights.MODELS, "fake", {**weights.MODELS["fake"], "chunks": 12})
     with pytest.raises(WeightsError, match="fakechunk_part12 is not installed"):
         ensure_gguf("fake")
 
@@ -207,15 +207,15 @@ def test_unknown_model_is_a_weights_error():
         ensure_gguf("gpt-17")
 
 
-@pytest.mark.parametrize("name", sorted(llm.MODELS))
+@pytest.mark.parametrize("name", sorted(weights.MODELS))
 def test_registered_chunks_add_up_to_the_published_size(name):
     """Cheap check of the real registry (stat only): every chunk present, sizes sum to the digest's file."""
-    spec = llm.MODELS[name]
+    spec = weights.MODELS[name]
     import importlib.util
 
     if importlib.util.find_spec(f"{spec['package_prefix']}1") is None:
         pytest.skip(f"{name} chunk packages not installed")
-    paths = llm.chunk_paths(name)
+    paths = weights.chunk_paths(name)
     assert len(paths) == spec["chunks"]
     assert [p.name for p in paths] == [f"part{i:02d}.bin" for i in range(1, spec["chunks"] + 1)]
     assert sum(p.stat().st_size for p in paths) == spec["size"]
@@ -267,12 +267,15 @@ def test_scripted_llm_running_out_is_a_bug_not_an_llm_error():
     assert not issubclass(ScriptExhausted, MmdxError)
 
 
-def test_load_llm_dispatch():
-    assert isinstance(load_llm(LLMConfig(backend="scripted"), script=["{}"]), ScriptedLLM)
-    with pytest.raises(LLMError, match="script"):
-        load_llm(LLMConfig(backend="scripted"))
+def test_load_llm_dispatch(tmp_path):
     with pytest.raises(LLMError, match="unknown LLM backend"):
         load_llm(LLMConfig(backend="vllm"))  # type: ignore[arg-type]
+    with pytest.raises(LLMError, match="not a packaged model"):
+        load_llm(LLMConfig(model=str(tmp_path / "nothing-here")))
+    with pytest.raises(WeightsError, match="nor a transformers folder"):
+        load_llm(LLMConfig(backend="transformers", model=str(tmp_path)))  # a folder without config.json
+    with pytest.raises(WeightsError, match="neither a packaged model"):
+        load_llm(LLMConfig(backend="llamacpp", model=str(tmp_path / "missing.gguf")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +300,7 @@ class _FakeServer:
 
 
 def _llamacpp_with(server, timeout_s=None):
-    obj = object.__new__(llm.LlamaCppLLM)
+    obj = object.__new__(llamacpp.LlamaCppLLM)
     obj.config = LLMConfig(timeout_s=timeout_s)
     obj.model_id = "fake"
     obj._server = server
@@ -310,7 +313,9 @@ def test_llamacpp_complete_json_paths():
     server = _FakeServer(['{"calls"', ': []', "}"])
     m = _llamacpp_with(server)
     assert m.complete_json(msgs, TOOL_SCHEMA) == '{"calls": []}'
-    assert server.requests[0]["json_schema"] == TOOL_SCHEMA and m.last_timings == {"predicted_n": 3}
+    grammar = server.requests[0]["grammar"]  # compact JSON only: no tokens spent on indentation
+    assert '"enum":["cxr","labs","notes"]' in grammar and '"whitespace_flexible":false' in grammar
+    assert m.last_timings == {"predicted_n": 3}
     with pytest.raises(LLMOutputError, match="max_tokens"):
         _llamacpp_with(_FakeServer(['{"calls": [', "{"], finish="length")).complete_json(msgs, TOOL_SCHEMA)
     slow = _FakeServer(["{"] * 50, delay=0.01)

@@ -210,14 +210,14 @@ def test_qualitative_and_unread_results_are_kept_and_reach_the_answer():
     sys.path.insert(0, str(Path(__file__).parent))
     from agent_fakes import FAKE_TOOLS
     from mmdx.agent.graph import DiagnosticAgent
-    from mmdx.agent.llm import ScriptedLLM
+    from llm_fakes import ScriptedLLM
     from mmdx.tools.runner import InProcessRunner
 
     case = _case({"variable": "WBC", "value": "elevated"}, {"variable": "creatine kinase", "value": 2400, "unit": "U/L"},
                  {"variable": "heart_rate", "value": 110, "unit": "bpm"})
     assert PatientCase.from_json(case.to_json()) == case  # kept through the JSON round trip
-    agent = DiagnosticAgent(ScriptedLLM([{"calls": [{"tool": "labs", "reason": "labs"}]}, {"calls": []},
-                                         {"rationale": "Pneumonia is most likely (0.70) from the labs model."}]),
+    agent = DiagnosticAgent(ScriptedLLM([{"tools": ["labs"]}, {"tools": []},
+                                         {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}]),
                             runner=InProcessRunner(tool_factory=lambda n: FAKE_TOOLS[n]()), tools=FAKE_TOOLS)
     dx = agent.diagnose(case)
     line = next(d for d in dx.degraded if d.startswith("present, not read by any model"))
