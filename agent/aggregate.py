@@ -14,7 +14,8 @@ from mmdx.core.case import Modality, PatientCase
 from mmdx.agent.diagnosis import DifferentialEntry, Evidence, MissingModality, VitalSigns
 from mmdx.agent.wording import NO_ACUTE, scope_phrase, tool_name
 
-FUSED_TOOLS = ("fused",)  # joint models whose output replaces the per-tool mean when present
+FUSED_TOOLS = ("fused",)  # joint models whose output is the differential when present
+STUDENT_PREFIX = "student_"  # unimodal students distilled from the fused model: student_cxr, ...
 
 
 def _evidence(out: ClassifierOutput, label: str) -> Evidence:
@@ -31,15 +32,45 @@ def imaging_evidence(outputs: list[ClassifierOutput]) -> list[Evidence]:
     return sorted(ev, key=lambda e: -e.probability)
 
 
-def differential(outputs: list[ClassifierOutput]) -> tuple[list[DifferentialEntry], str]:
-    """(entries ranked by probability, how they were combined)."""
+def _modality_of(tool: str) -> str:
+    return tool[len(STUDENT_PREFIX):] if tool.startswith(STUDENT_PREFIX) else tool
+
+
+def choose_sources(outputs: list[ClassifierOutput]) -> tuple[list[ClassifierOutput], str]:
+    """The outputs whose probabilities are the differential's, and why.
+
+    Two or more modalities: the fused model (trained on them jointly, calibrated). One modality, or
+    the fused model unavailable: per modality, whichever of its diagnosis models (the modality model,
+    its distilled student) has the higher measured test macro AUROC (recorded in its card); several
+    modalities without the fused model fall back to the mean of those, and say so."""
     dx = [o for o in outputs if o.target == "diagnoses"]
     fused = [o for o in dx if o.tool in FUSED_TOOLS]
-    sources = fused or dx
-    if not sources:
+    if fused:
+        return fused, f"taken from the fused model ({fused[0].provenance.model_id})"
+    by_modality: dict[str, list[ClassifierOutput]] = {}
+    for o in dx:
+        by_modality.setdefault(_modality_of(o.tool), []).append(o)
+    chosen = []
+    for mod in sorted(by_modality):
+        cands = by_modality[mod]
+        best = max(cands, key=lambda o: (o.provenance.test_macro_auroc or 0.0, o.tool.startswith(STUDENT_PREFIX)))
+        chosen.append(best)
+    if not chosen:
         return [], "no diagnosis tool produced an output"
-    how = (f"taken from the fused model ({fused[0].provenance.model_id})" if fused else
-           "mean of the calibrated probabilities of " + ", ".join(o.tool for o in sources))
+    why = [f"{o.tool} (test macro AUROC {o.provenance.test_macro_auroc:.3f})" if o.provenance.test_macro_auroc is not None
+           else o.tool for o in chosen]
+    if len(chosen) == 1:
+        return chosen, f"taken from {why[0]}, the better-measured model of the one modality"
+    return chosen, "mean of " + ", ".join(why) + " (no fused model output: a fallback)"
+
+
+def differential(outputs: list[ClassifierOutput]) -> tuple[list[DifferentialEntry], str]:
+    """(entries ranked by probability, how they were combined). The other diagnosis tools' outputs
+    stay as evidence beside the chosen source's number."""
+    dx = [o for o in outputs if o.target == "diagnoses"]
+    sources, how = choose_sources(outputs)
+    if not sources:
+        return [], how
     imaging = imaging_evidence(outputs)
     entries = []
     for label in DIAGNOSES:
@@ -49,6 +80,7 @@ def differential(outputs: list[ClassifierOutput]) -> tuple[list[DifferentialEntr
         ev = [_evidence(o, label) for o in scored]
         p = sum(e.probability for e in ev) / len(ev)
         thr = sum(e.threshold for e in ev) / len(ev)
+        ev += [_evidence(o, label) for o in dx if o not in sources and any(s.label == label for s in o.scores)]
         ev += [e for e in imaging if e.positive and label in FINDING_SUPPORTS.get(e.label, ())]
         entries.append(DifferentialEntry(diagnosis=label, probability=round(p, 4), threshold=round(thr, 4), likely=p >= thr, evidence=tuple(ev)))
     entries.sort(key=lambda e: (-e.probability, e.diagnosis))

@@ -37,7 +37,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from mmdx.core.audit import text_digest
 from mmdx.core.case import PatientCase
-from mmdx.core.tool import CaseInput, ClassifierOutput, describe
+from mmdx.tools.schedule import run_with_dependencies
+from mmdx.core.tool import CaseInput, ClassifierOutput, can_run, describe, requires_of
 from mmdx.agent import aggregate as agg
 from mmdx.agent import prompts
 from mmdx.agent.claims import ClaimSet, check_claims, claimable, claims_schema, render_claims, template_claims
@@ -126,8 +127,10 @@ class DiagnosticAgent:
         self.what_if_graph = self._build(what_if=True)
 
     def runnable(self, case: PatientCase) -> list[str]:
-        """The tools whose required inputs the case has (a tool requiring nothing is never 'available')."""
-        return [n for n in self.tool_names if self.tools[n].requires and self.tools[n].requires <= case.modalities]
+        """The tools that can run on the case: its required inputs present, and enough of the modalities it
+        accepts (the fused model: two or more). A tool that reads nothing is never 'available'."""
+        return [n for n in self.tool_names
+                if (self.tools[n].requires or getattr(self.tools[n], "accepts", None)) and can_run(self.tools[n], case)]
 
     # ---- the LLM, with bounded retry: (parsed or None, error or None, events); the chat asks through it too
     def ask(self, case_id: str, step: str, messages: list[dict], schema: dict, model: type[BaseModel], max_tokens: int):
@@ -204,8 +207,10 @@ class DiagnosticAgent:
                 overrides.append(GuardOverride(action="dropped", tool=call.tool, why="unknown tool"))
                 continue
             missing = self.tools[call.tool].requires - present
-            if missing:
-                overrides.append(GuardOverride(action="dropped", tool=call.tool, why=f"input absent: {', '.join(sorted(m.value for m in missing))}"))
+            if missing or not can_run(self.tools[call.tool], case):
+                why = (f"input absent: {', '.join(sorted(m.value for m in missing))}" if missing
+                       else f"needs {requires_of(self.tools[call.tool])}")
+                overrides.append(GuardOverride(action="dropped", tool=call.tool, why=why))
                 continue
             if call.tool in done or any(a.tool == call.tool for a in accepted):
                 overrides.append(GuardOverride(action="deduplicated", tool=call.tool, why="already planned"))
@@ -226,7 +231,7 @@ class DiagnosticAgent:
                 (only,) = tuple(present)
                 if (student := STUDENT_PREFIX + only.value) in self.tool_names:
                     extra = (student, f"only {only.value} present: its student distilled from the fused model")
-            if extra and extra[0] not in names and self.tools[extra[0]].requires <= present:
+            if extra and extra[0] not in names and can_run(self.tools[extra[0]], case):
                 accepted.append(PlannedCall(tool=extra[0], reason=extra[1], source="guard"))
                 overrides.append(GuardOverride(action="added", tool=extra[0], why=extra[1]))
         if self.audit is not None and overrides:
@@ -240,10 +245,13 @@ class DiagnosticAgent:
             return {"pending": []}
         _progress(config, "tools", tools=list(pending))
         t0 = time.perf_counter()
-        outs = self.runner.run([(n, CaseInput(case=case)) for n in pending], timeout_s=self.config.tool_timeout_s)
+        # dependencies first (the fused model reads the encoders' tokens): tools/schedule.py; an encoder the
+        # fused model needs runs even when not planned, and its output counts as evidence
+        by_name = run_with_dependencies(self.runner, case, list(pending), previous=state.get("results", {}),
+                                        timeout_s=self.config.tool_timeout_s)
         dt = time.perf_counter() - t0
         results, failures = {}, {}
-        for name, out in zip(pending, outs):
+        for name, out in by_name.items():
             (results if isinstance(out, ClassifierOutput) else failures)[name] = out
             if self.audit is not None:
                 prov = getattr(out, "provenance", None)

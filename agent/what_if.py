@@ -8,14 +8,14 @@ reduced case where they still can (a fused model with fewer inputs) and dropped 
 from __future__ import annotations
 
 from mmdx.core.case import Modality, PatientCase
-from mmdx.core.tool import ClassifierOutput
+from mmdx.core.tool import ClassifierOutput, can_run
 from mmdx.agent.diagnosis import PlannedCall
 
 
 def reads(tool_cls: type) -> frozenset[Modality]:
-    """The modalities a tool reads: its `reads` declaration where it has one (the seam for the tool
-    protocol's coming dependency declarations), else what it requires."""
-    return frozenset(getattr(tool_cls, "reads", None) or tool_cls.requires)
+    """The modalities a tool reads: what it requires and what it accepts (the fused model reads every
+    modality it accepts, through its encoders' tokens)."""
+    return frozenset(tool_cls.requires | getattr(tool_cls, "accepts", frozenset()))
 
 
 def rerun_without(agent, case: PatientCase, dropped: Modality, results: dict[str, ClassifierOutput],
@@ -26,7 +26,7 @@ def rerun_without(agent, case: PatientCase, dropped: Modality, results: dict[str
     keep = {t: o for t, o in results.items() if t in tools and dropped not in reads(tools[t])}
     kept_failures = {t: f for t, f in (failures or {}).items() if t in tools and dropped not in reads(tools[t])}
     rerun = [t for t in (*results, *(failures or {})) if t in tools and dropped in reads(tools[t])
-             and tools[t].requires and tools[t].requires <= reduced.modalities]
+             and reads(tools[t]) and can_run(tools[t], reduced)]
     plan = ([PlannedCall(tool=t, reason=f"output reused: it does not read the {dropped.value}", source="reused") for t in keep]
             + [PlannedCall(tool=t, reason=f"rerun without the {dropped.value}", source="what_if") for t in rerun])
     state = {"case": reduced, "what_if": True, "results": keep, "failures": kept_failures, "plan": plan,

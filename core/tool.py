@@ -53,6 +53,7 @@ class Provenance(BaseModel):
     temperatures: tuple[float, ...] = ()  # per label, in the order of the output's scores
     training_data: str = ""  # e.g. "synthetic: clinosim cohort seed 7 (digest ...)"
     device: str = "cpu"
+    test_macro_auroc: float | None = None  # measured on the model's test split (its card): how sources are chosen
 
 
 class LabelScore(BaseModel):

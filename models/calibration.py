@@ -1,7 +1,10 @@
 """Calibration and metrics for multi-label classifiers.
 
-- `fit_temperature`: one temperature per label, fitted on the validation split by LBFGS on the
-  binary negative log-likelihood; calibrated probability = sigmoid(logit / T).
+- `fit_calibration`: per label a temperature T and a bias b (Platt scaling), fitted on the
+  validation split by LBFGS on the binary negative log-likelihood; calibrated probability =
+  sigmoid(logit / T + b). The bias matters: training weights positives up (pos_weight), which
+  shifts every logit, and a temperature alone cannot undo a shift. `fit_temperature` is the
+  bias-free special case.
 - `fit_thresholds`: per-label decision threshold maximising F1 on the validation split.
 - `evaluate`: per-label AUROC and AUPRC with bootstrap 95% CIs, F1 at the stored threshold,
   prevalence, and expected calibration error (ECE); macro averages over labels that have both
@@ -21,8 +24,30 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
-def apply_temperature(logits: np.ndarray, temperature: np.ndarray) -> np.ndarray:
-    return sigmoid(logits / np.asarray(temperature, dtype=np.float64))  # (N, L)
+def apply_temperature(logits: np.ndarray, temperature: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    z = logits / np.asarray(temperature, dtype=np.float64)
+    if bias is not None and len(bias):
+        z = z + np.asarray(bias, dtype=np.float64)
+    return sigmoid(z)  # (N, L)
+
+
+def fit_calibration(logits: np.ndarray, y: np.ndarray, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(L,) temperatures and (L,) biases minimising the validation NLL of sigmoid(logits / T + b)."""
+    z = torch.as_tensor(logits, dtype=torch.float64)  # (N, L)
+    t = torch.as_tensor(y, dtype=torch.float64)  # (N, L)
+    log_t = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)  # (L,)
+    b = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)  # (L,)
+    opt = torch.optim.LBFGS([log_t, b], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(z / log_t.exp() + b, t, reduction="sum")
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    temps = log_t.detach().exp().clamp(T_MIN, T_MAX).numpy().astype(np.float64)
+    return temps, b.detach().clamp(-20, 20).numpy().astype(np.float64)
 
 
 def nll(probs: np.ndarray, y: np.ndarray) -> float:

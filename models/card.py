@@ -59,6 +59,7 @@ class ModelCard(BaseModel):
     target: Literal["imaging_findings", "diagnoses"]
     thresholds: list[float]  # per label, chosen on validation (max F1), applied to calibrated probs
     temperatures: list[float]  # per label, fitted on validation
+    biases: list[float] = Field(default_factory=list)  # per label, fitted with the temperatures (empty: none)
     feature_stats: dict[str, tuple[float, float]] = Field(default_factory=dict)  # labs: variable -> (median, IQR)
     ood: OODStats | None = None
     data_digest: str = ""  # sha256 over the sorted training/validation/test case ids and labels

@@ -33,6 +33,7 @@ class LoadedFused:
         self.model = model.to(device).eval()
         self.device = device
         self.temperatures = np.asarray(card.temperatures, dtype=np.float64)
+        self.biases = np.asarray(card.biases, dtype=np.float64)
         self.thresholds = np.asarray(card.thresholds, dtype=np.float64)
         self.encoders: dict[str, str] = dict(card.training.get("encoders", {}))  # modality -> weights sha256
 
@@ -65,7 +66,7 @@ class LoadedFused:
             masks.append(mk.to(self.device))
         present = torch.tensor([[r.get(m) is not None for m in MODALITIES] for r in rows], dtype=torch.bool, device=self.device)
         logits, emb = self.model(toks, masks, present)
-        return apply_temperature(logits.float().cpu().numpy(), self.temperatures), emb.float().cpu().numpy()
+        return apply_temperature(logits.float().cpu().numpy(), self.temperatures, self.biases), emb.float().cpu().numpy()
 
 
 def load_fused(weights_dir: Path | None = None, device: str = "cpu") -> LoadedFused:

@@ -99,6 +99,7 @@ class LoadedModel:
         self.device = device
         self.max_batch = max_batch
         self.temperatures = np.asarray(card.temperatures, dtype=np.float64)
+        self.biases = np.asarray(card.biases, dtype=np.float64)
         self.thresholds = np.asarray(card.thresholds, dtype=np.float64)
 
     @property
@@ -124,7 +125,7 @@ class LoadedModel:
                                                    self.device, self.max_batch, return_tokens=True)
         else:
             logits, embs = self.forward_items(items)
-        probs = apply_temperature(logits, self.temperatures)
+        probs = apply_temperature(logits, self.temperatures, self.biases)
         ood = self.card.ood.score(embs) if self.card.ood is not None else np.zeros(len(items))
         # the score is returned; the tool flags it (at OOD_FLAG_AT), one threshold for one thing
         return [Prediction(probs=probs[j], embedding=embs[j], ood_score=float(ood[j]), notes=list(item.notes), tokens=tokens[j])

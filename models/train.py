@@ -36,7 +36,7 @@ from mmdx.core.case import PatientCase
 from mmdx.core.errors import DatasetLayoutError, ToolInputError
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
 from mmdx.models.build import KINDS, build_model, config_from_dict, config_to_dict, load_config
-from mmdx.models.calibration import apply_temperature, ece, evaluate, fit_temperature, fit_thresholds, nll
+from mmdx.models.calibration import apply_temperature, ece, evaluate, fit_calibration, fit_thresholds, nll
 from mmdx.models.card import ModelCard, fit_ood, load_card, load_weights, save_checkpoint
 from mmdx.models.featurize import NoteItem, collate, featurize, fit_lab_stats, targets
 from mmdx.models.inference import load_state, predict_batches
@@ -313,9 +313,9 @@ def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: in
     va_logits, va_emb = predict_batches(trainee, va_items, collate_fn, device)
     te_logits, te_emb = predict_batches(trainee, te_items, collate_fn, device)
     _, tr_emb = predict_batches(trainee, tr_items, collate_fn, device)
-    temps = fit_temperature(va_logits, va_y)
-    thresholds = fit_thresholds(apply_temperature(va_logits, temps), va_y)
-    te_raw, te_cal = apply_temperature(te_logits, np.ones_like(temps)), apply_temperature(te_logits, temps)
+    temps, biases = fit_calibration(va_logits, va_y)
+    thresholds = fit_thresholds(apply_temperature(va_logits, temps, biases), va_y)
+    te_raw, te_cal = apply_temperature(te_logits, np.ones_like(temps)), apply_temperature(te_logits, temps, biases)
     labels = tuple(config.labels)
     metrics = {
         "test": evaluate(te_cal, te_y, labels, thresholds, n_boot=n_boot, seed=seed),
@@ -329,7 +329,7 @@ def run(kind: str, data: Path | None, config_name: str, out: Path, *, epochs: in
     card = ModelCard(
         model_id="pending", kind=kind, config_name=config_name, config=config_to_dict(config), labels=list(labels),
         target="imaging_findings" if iu_reports else spec(kind).target,
-        thresholds=thresholds.tolist(), temperatures=temps.tolist(), feature_stats=stats,
+        thresholds=thresholds.tolist(), temperatures=temps.tolist(), biases=biases.tolist(), feature_stats=stats,
         ood=fit_ood(tr_emb, va_emb),
         data_digest=data_digest({"train": tr_ids, "val": va_ids, "test": te_ids}, {"train": tr_y, "val": va_y, "test": te_y}),
         data_description=description, n_train=len(tr_items), n_val=len(va_items), n_test=len(te_items), metrics=metrics,

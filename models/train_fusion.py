@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmdx.models.calibration import apply_temperature, ece, evaluate, fit_temperature, fit_thresholds
+from mmdx.models.calibration import apply_temperature, ece, evaluate, fit_calibration, fit_thresholds
 from mmdx.models.card import ModelCard, save_checkpoint
 from mmdx.models.encodings import Encoded, collate_fused, encode_cases
 from mmdx.models.fusion import MODALITIES, FusionConfig, FusionModel
@@ -136,14 +136,14 @@ def train_fused(config: FusionConfig, tr: Encoded, va: Encoded, *, epochs: int =
 def calibrate_and_score(model: FusionModel, va: Encoded, te: Encoded, n_boot: int = 200, seed: int = 0) -> dict:
     """Temperatures and thresholds from validation; test metrics on every case and on complete cases."""
     va_logits, _ = predict(model, va)
-    temps = fit_temperature(va_logits, va.y)
-    thresholds = fit_thresholds(apply_temperature(va_logits, temps), va.y)
+    temps, biases = fit_calibration(va_logits, va.y)
+    thresholds = fit_thresholds(apply_temperature(va_logits, temps, biases), va.y)
     te_logits, _ = predict(model, te)
-    te_probs = apply_temperature(te_logits, temps)
+    te_probs = apply_temperature(te_logits, temps, biases)
     complete = te.present().all(1)
     labels = tuple(model.config.labels)
     return {
-        "temperatures": temps, "thresholds": thresholds,
+        "temperatures": temps, "biases": biases, "thresholds": thresholds,
         "metrics": {
             "test": evaluate(te_probs, te.y, labels, thresholds, n_boot=n_boot, seed=seed),
             "test_complete_cases": evaluate(te_probs[complete], te.y[complete], labels, thresholds, n_boot=n_boot, seed=seed),
@@ -187,6 +187,7 @@ def run(data: Path, config_name: str, out: Path, *, strategy: str | None = None,
     card = ModelCard(
         model_id="pending", kind="fused", config_name=config_name, config=_jsonable(config), labels=list(config.labels),
         target="diagnoses", thresholds=scored["thresholds"].tolist(), temperatures=scored["temperatures"].tolist(),
+        biases=scored["biases"].tolist(),
         data_description=describe_data(cases), n_train=len(enc["train"]), n_val=len(enc["val"]), n_test=len(enc["test"]),
         metrics=scored["metrics"], training_seconds=round(time.time() - t0, 1),
         training={"epochs": epochs, "contrastive_epochs": contrastive_epochs, "seed": seed, **info,

@@ -101,9 +101,9 @@ class FusedTool:
         if rows:
             probs, embs = fused.predict_batch(rows)
             prov = Provenance(model_id=fused.card.model_id, weights_sha256=fused.card.weights_sha256,
-                              calibration="per-label temperature scaling on the validation split; thresholds max F1",
+                              calibration="per-label Platt scaling (temperature and bias) on the validation split; thresholds max F1",
                               temperatures=tuple(fused.card.temperatures), training_data=fused.card.data_description,
-                              device=self._device)
+                              device=self._device, test_macro_auroc=(fused.card.metrics.get("test") or {}).get("macro_auroc"))
             for i, p, e, why in zip(keep, probs, embs, notes):
                 scores = tuple(LabelScore(label=lab, probability=float(q), threshold=float(t))
                                for lab, q, t in zip(fused.labels, p, fused.card.thresholds))

@@ -52,10 +52,11 @@ class ModelTool:
         return Provenance(
             model_id=card.model_id,
             weights_sha256=card.weights_sha256,
-            calibration="per-label temperature scaling fitted on the validation split; thresholds max F1 on validation",
+            calibration="per-label Platt scaling (temperature and bias) fitted on the validation split; thresholds max F1 on validation",
             temperatures=tuple(card.temperatures),
             training_data=card.data_description,
             device=str(getattr(self.model, "device", "cpu")),
+            test_macro_auroc=(card.metrics.get("test") or {}).get("macro_auroc"),
         )
 
     def batch(self, inputs: list[CaseInput]) -> list[ClassifierOutput | ToolInputError]:
