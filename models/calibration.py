@@ -133,7 +133,7 @@ def _bootstrap_ci(y: np.ndarray, p: np.ndarray, fn, n_boot: int, rng: np.random.
         if y[idx].min() == y[idx].max():
             continue  # a resample with one class has no AUROC
         stats.append(fn(y[idx], p[idx]))
-    if len(stats) < n_boot // 2:
+    if not stats or len(stats) < n_boot // 2:
         return None
     lo, hi = np.percentile(stats, [2.5, 97.5])
     return float(lo), float(hi)
