@@ -117,6 +117,15 @@ def test_training_writes_cards_that_say_what_they_are(tiny):
     assert student["training"]["distilled_from"] == fused["model_id"] and student["target"] == "diagnoses"
 
 
+@pytest.fixture(autouse=True)
+def _forget_tiny_tools():
+    """The tools built on the tiny weights must not outlive the test: tools.get caches by name."""
+    yield
+    from mmdx import tools
+
+    tools.get.cache_clear()
+
+
 def _tools(w, monkeypatch):
     from mmdx import tools
     from mmdx.core import registry
