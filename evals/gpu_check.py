@@ -157,7 +157,7 @@ def check_precision(inputs: dict[str, list[CaseInput]], reference: dict | None,
 def check_placement(inputs: dict[str, list[CaseInput]], gpu_probs: dict) -> dict:
     import ray
 
-    from mmdx.tools.ray_runner import RayRunner
+    from mmdx.tools.serving.ray_runner import RayRunner
 
     report: dict = {"cluster_resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}
     with RayRunner(tool_names=list(TOOLS), request_timeout_s=300) as runner:
@@ -211,7 +211,8 @@ def run_check(reference: dict | None, requests: int = 256, device: str = "cuda",
     import ray
 
     from mmdx.evals.serving_bench import BenchConfig, _run_bench, machine_info
-    from mmdx.tools.ray_runner import RayRunner, ensure_ray
+    from mmdx.tools.serving.cluster import ensure_ray
+    from mmdx.tools.serving.ray_runner import RayRunner
     from mmdx.tools.runner import InProcessRunner
 
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -307,7 +307,8 @@ def run_bench(cfg: BenchConfig) -> dict:
 
     import ray
 
-    from mmdx.tools.ray_runner import RayRunner, ensure_ray
+    from mmdx.tools.serving.cluster import ensure_ray
+    from mmdx.tools.serving.ray_runner import RayRunner
     from mmdx.tools.runner import InProcessRunner
 
     torch.set_num_threads(cfg.torch_threads)

@@ -419,10 +419,10 @@ def _collect(queued: list[int], expect: int, max_batch: int = 32, max_wait_s: fl
     calls (delay, size) arriving `late`."""
     import asyncio
 
-    from mmdx.tools.ray_runner import _CallQueue, collect_batch
+    from mmdx.tools.serving.batching import CallQueue, collect_batch
 
     async def go():
-        q = _CallQueue()
+        q = CallQueue()
         for n in queued:
             q.put(list(range(n)), wait=wait)
         for delay, n in late:
@@ -492,10 +492,10 @@ class _FakeActor:
 def _coalescer(limit: int = 2):
     import queue
 
-    from mmdx.tools.ray_runner import _Coalescer
+    from mmdx.tools.serving.coalesce import Coalescer
 
     actor, flusher = _FakeActor(), queue.SimpleQueue()
-    return _Coalescer(actor, flusher, limit=limit), actor, flusher
+    return Coalescer(actor, flusher, limit=limit), actor, flusher
 
 
 def _answer(coalescer, flusher, ticket) -> None:
