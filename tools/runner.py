@@ -77,44 +77,6 @@ class InProcessRunner:
         finally:
             self.last_latency_s[name] = time.perf_counter() - t0
 
-    def run(self, requests: Sequence[tuple[str, CaseInput]], timeout_s: float | None = None) -> list[ToolResult]: ...
-
-    def close(self) -> None: ...
-
-
-def failure_from(tool: str, case_id: str, err: ToolInputError) -> ToolFailure:
-    return ToolFailure(tool=tool, case_id=case_id, kind=err.kind, message=str(err), field=err.field)
-
-
-class InProcessRunner:
-    """Runs tools in this process: one thread per tool, one batched forward pass per tool.
-
-    `tool_factory(name)` builds a tool (default: the shared instances from the registry); tests pass
-    fakes. A tool that raises something other than ToolInputError is a bug in that tool: it is
-    logged with its traceback and reported as `tool_error`, so the rest of the case still runs.
-    """
-
-    def __init__(self, tool_factory: Callable[[str], object] | None = None, timeout_s: float = 120.0):
-        self._factory = tool_factory or _shared_tool
-        self._timeout_s = timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mmdx-tool")
-        self.last_latency_s: dict[str, float] = {}
-
-    def _run_tool(self, name: str, inputs: list[CaseInput]) -> list[ToolResult]:
-        t0 = time.perf_counter()
-        try:
-            tool = self._factory(name)
-        except ToolInputError as e:
-            return [failure_from(name, i.case.case_id, e) for i in inputs]
-        try:
-            outs = tool.batch(inputs) if hasattr(tool, "batch") else [_call_one(tool, i) for i in inputs]
-        except Exception as e:  # a tool bug must not sink the other tools' results
-            log.exception("tool %s raised", name)
-            return [ToolFailure(tool=name, case_id=i.case.case_id, kind="tool_error", message=f"{type(e).__name__}: {e}") for i in inputs]
-        finally:
-            self.last_latency_s[name] = time.perf_counter() - t0
-        return [failure_from(name, i.case.case_id, o) if isinstance(o, ToolInputError) else o for i, o in zip(inputs, outs)]
-
     def run(self, requests: Sequence[tuple[str, CaseInput]], timeout_s: float | None = None) -> list[ToolResult]:
         timeout = self._timeout_s if timeout_s is None else timeout_s
         by_tool: dict[str, list[int]] = defaultdict(list)

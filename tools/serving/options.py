@@ -51,4 +51,8 @@ def open_runner(runner: str, tool_names: Sequence[str] | None = None, address: s
         from mmdx.tools.serving.ray_runner import RayRunner
 
         return RayRunner(tool_names=tool_names, address=address, pool_sizes=pool_sizes, **ray_timeout)
+    if runner == "serve":
+        from mmdx.tools.serving.serve_runner import ServeRunner
+
+        return ServeRunner(tool_names=tool_names, address=address, pool_sizes=pool_sizes, **ray_timeout)
     raise ValueError(f"unknown runner {runner!r}; known: {', '.join(RUNNERS)}")

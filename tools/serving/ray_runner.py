@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from mmdx.core import registry
+from mmdx.core.extras import require
 from mmdx.core.tool import CaseInput
 from mmdx.tools.runner import ToolFailure, ToolResult
 from mmdx.tools.serving.actor import ToolServer
@@ -77,7 +78,7 @@ class RayRunner:
                  num_gpus_per_actor: float | None = None, address: str | None = None,
                  request_timeout_s: float = 60, max_retries: int = 2, tool_factory: Callable | None = None,
                  torch_threads: int = 1, prepare_threads: int | None = None, pipeline: bool = True):
-        import ray
+        ray = require("ray", "ray")
 
         self._ray = ray
         if tool_names is None:
