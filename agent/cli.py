@@ -13,6 +13,7 @@ from pathlib import Path
 from mmdx.core.case import PatientCase
 from mmdx.core.config import data_home, home
 from mmdx.core.errors import CaseValidationError, MmdxError
+from mmdx.tools.serving.options import RUNNERS
 
 
 def add_agent_args(p: argparse.ArgumentParser) -> None:
@@ -23,11 +24,11 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
                    help="packaged model: qwen2.5-coder-1.5b (default) or qwen2.5-coder-0.5b (env MMDX_LLM_MODEL)")
     g.add_argument("--threads", type=int, default=int(os.environ.get("MMDX_LLM_THREADS", "1")),
                    help="LLM CPU threads (default 1: under CPU contention 2 threads collapsed to <1 tok/s; env MMDX_LLM_THREADS)")
-    g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=["inprocess", "ray"],
-                   help="where tools run: in this process, or in Ray actors")
+    g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=RUNNERS,
+                   help="where tools run: in this process, in Ray actors, or on Ray Serve deployments")
     g.add_argument("--ray-address", default=os.environ.get("MMDX_RAY_ADDRESS"), help="join an existing Ray cluster")
     g.add_argument("--ray-pools", type=parse_pools, default=os.environ.get("MMDX_RAY_POOLS", ""),
-                   metavar="TOOL=N,...", help="actors per tool with --runner ray, e.g. cxr=4,notes=2 (default 1 each; "
+                   metavar="TOOL=N,...", help="actors (replicas) per tool with --runner ray (serve), e.g. cxr=4,notes=2 (default 1 each; "
                                               "env MMDX_RAY_POOLS)")
     g.add_argument("--audit-log", default=str(data_home() / "audit.jsonl"),
                    help="hash-chained audit log ('' to disable; default in the data directory, see `mmdx audit --help`)")
@@ -62,10 +63,10 @@ def build_agent(args):
     check_pools(args.ray_pools)  # before the LLM loads: a typo should cost nothing
     llm = load_llm(LLMConfig(backend=args.llm_backend, model=args.llm_model, n_threads=args.threads))
     runner = None
-    if args.runner == "ray":
-        from mmdx.tools.ray_runner import RayRunner
+    if args.runner != "inprocess":
+        from mmdx.tools.serving.options import open_runner
 
-        runner = RayRunner(address=args.ray_address, pool_sizes=args.ray_pools)
+        runner = open_runner(args.runner, address=args.ray_address, pool_sizes=args.ray_pools)
     audit = AuditLog(args.audit_log, include_content=args.audit_content) if args.audit_log else None
     return DiagnosticAgent(llm, runner=runner, audit=audit)
 

@@ -216,3 +216,20 @@ def test_next_call_is_prepared_while_the_model_runs(Runner, record_dir):
         assert infer1["t0"] < prepare2["t0"] < infer1["t1"], stages  # prepared while the model ran
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize("name", ["inprocess", "ray", "serve"])
+def test_open_runner_builds_the_runner_each_runner_option_names(name, ray_session):
+    """`--runner NAME` on the agent's commands and `mmdx workflow score` goes through open_runner."""
+    from mmdx.tools.serving.options import RUNNERS, open_runner
+
+    if name == "serve":
+        pytest.importorskip("ray.serve", reason="Ray Serve is the [serve] extra")
+    want = {"inprocess": "InProcessRunner", "ray": "RayRunner", "serve": "ServeRunner"}[name]
+    runner = open_runner(name, tool_names=["labs"], pool_sizes={"labs": 2}, timeout_s=5)
+    try:
+        assert type(runner).__name__ == want and name in RUNNERS
+    finally:
+        runner.close()
+    with pytest.raises(ValueError, match="unknown runner"):
+        open_runner("threads")
