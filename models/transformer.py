@@ -85,24 +85,3 @@ class Block(nn.Module):
         x = x + self.attn(self.ln1(x), kv_mask=mask, causal=causal)  # (B, T, C)
         x = x + self.ffwd(self.ln2(x))  # (B, T, C)
         return x
-
-
-class CrossAttention(nn.Module):
-    """Pre-LayerNorm cross-attention block: tokens of one stream (`q_from`) read another (`kv_from`).
-
-    `kv_mask` (B, S) marks the real tokens of `kv_from`. Used by the fusion model to let, say, lab
-    tokens attend to image patches.
-    """
-
-    def __init__(self, n_embd: int, n_head: int, mlp_ratio: int = 4, dropout: float = 0.0, bias: bool = True):
-        super().__init__()
-        self.ln_q = nn.LayerNorm(n_embd, bias=bias)
-        self.ln_kv = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias)
-        self.ln2 = nn.LayerNorm(n_embd, bias=bias)
-        self.ffwd = FeedForward(n_embd, mlp_ratio, dropout, bias)
-
-    def forward(self, q_from: torch.Tensor, kv_from: torch.Tensor, kv_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = q_from + self.attn(self.ln_q(q_from), context=self.ln_kv(kv_from), kv_mask=kv_mask)  # (B, T, C)
-        x = x + self.ffwd(self.ln2(x))  # (B, T, C)
-        return x
