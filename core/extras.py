@@ -21,6 +21,10 @@ EXTRAS = {
 }
 
 
+# top-level module -> the extra that installs it, for code that imports it directly (models/train.py)
+MODULES = {"ray": "ray", "accelerate": "train", "tqdm": "train"}
+
+
 class MissingExtra(MmdxError, ImportError):
     """An optional dependency is not installed; the message names the pip extra that installs it."""
 
@@ -37,3 +41,8 @@ def require(module: str, extra: str) -> ModuleType:
 def missing_message(module: str, extra: str) -> str:
     return (f"{module} is not installed; it is needed for {EXTRAS[extra]}: "
             f"pip install 'mmdx[{extra}]' (in a checkout: ./scripts/setup --extras {extra})")
+
+
+def extra_for(err: ModuleNotFoundError) -> str | None:
+    """The extra that installs the module `err` did not find, if it is an optional one."""
+    return MODULES.get((err.name or "").split(".")[0])

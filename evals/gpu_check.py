@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mmdx.core.case import Modality, PatientCase
+from mmdx.core.extras import require
 from mmdx.core.tool import CaseInput, ClassifierOutput
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def check_precision(inputs: dict[str, list[CaseInput]], reference: dict | None,
 
 
 def check_placement(inputs: dict[str, list[CaseInput]], gpu_probs: dict) -> dict:
-    import ray
+    ray = require("ray", "ray")
 
     from mmdx.tools.serving.ray_runner import RayRunner
 
@@ -208,7 +209,7 @@ def run_check(reference: dict | None, requests: int = 256, device: str = "cuda",
     """The whole check. `device="cpu"` runs the same steps without a GPU (a dry run of this script)."""
     import torch
 
-    import ray
+    ray = require("ray", "ray")
 
     from mmdx.evals.serving_bench import BenchConfig, _run_bench, machine_info
     from mmdx.tools.serving.cluster import ensure_ray
@@ -227,8 +228,8 @@ def run_check(reference: dict | None, requests: int = 256, device: str = "cuda",
         started = ensure_ray(None)
         try:
             _stage(report, "placement", out, check_placement, inputs, gpu_probs)
-            for label, cfg in (("serving_8_clients_1_actor", BenchConfig(requests=requests, clients=8, device=device)),
-                               ("serving_32_clients_4_actors", BenchConfig(requests=4 * requests, clients=32,
+            for label, cfg in (("serving_8_clients_1_actor", BenchConfig(requests=requests, clients=8, device=device, serve=False)),
+                               ("serving_32_clients_4_actors", BenchConfig(requests=4 * requests, clients=32, serve=False,
                                                                           pool_size=4, device=device))):
                 _stage(report, label, out, _run_bench, cfg, RayRunner, InProcessRunner)
         finally:

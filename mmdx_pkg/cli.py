@@ -122,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             return _report_error(name, e, "--json" in rest)
         except BrokenPipeError:
             return _quiet_broken_pipe()
+    except ModuleNotFoundError as e:  # an optional part that is not installed: one line naming its extra
+        from mmdx.core.extras import MissingExtra, extra_for, missing_message
+
+        extra = extra_for(e)
+        if extra is None:
+            raise
+        return _report_error(name, MissingExtra(missing_message(e.name, extra)), "--json" in rest)
 
 
 if __name__ == "__main__":
