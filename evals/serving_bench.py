@@ -1,11 +1,14 @@
-"""Serving benchmark: what Ray actors with dynamic batching buy over running tools in-process.
+"""Serving benchmark: what Ray actors with dynamic batching buy over running tools in-process, and
+the hand-built actor runner against Ray Serve.
 
-Four ways to answer the same `n` chest X-ray requests, side by side in one run, on the same inputs:
+Five ways to answer the same `n` chest X-ray requests, side by side in one run, on the same inputs:
 
   (a) in-process, sequential: one request per forward pass
   (b) in-process, batched: `max_batch_size` requests per forward pass (the limit)
   (c) Ray actors, no batching (max_batch_size=1), `clients` threads sending one request at a time
-  (d) Ray actors, dynamic batching, the same clients
+  (d) Ray actors, dynamic batching, the same clients (the hand-built RayRunner)
+  (e) Ray Serve deployments batched by `@serve.batch` (ServeRunner), the same tool, batch limit,
+      wait, CPU share and clients as (d); left out with `serve=False` (`--no-serve`)
 
 and, to say where (d)'s figure comes from: (d) with the actor's pipeline off (`d_ray_unpipelined`:
 each batch decoded then run, as in (b)), (b) with the same pipeline as the actors
@@ -18,10 +21,9 @@ when the last is answered; in (b) a batch is one issue). Then a second figure: o
 three tools (a demo case with an X-ray, labs and a note, through the real cxr, labs and notes tools),
 the wall time of the parallel fan-out against the slowest single tool.
 
-The model is the real cxr tool when its weights load (`mmdx.models.inference.load_model("cxr")`),
-otherwise a stand-in: the same pipeline (PNG decode, resize, CxrViT forward) with the `cxr_small`
-architecture at random init (and the fan-out uses three stand-ins of different sizes). The report
-says which. Images are synthetic PNGs written to a temp dir. `device` (default: cuda where there is
+The tool is the real cxr tool, on its trained weights when they load, otherwise on stand-in
+weights: the `cxr_small` architecture at random init (and the fan-out uses three stand-ins of
+different sizes). The report says which. Images are synthetic PNGs written to a temp dir. `device` (default: cuda where there is
 one) places the in-process tools and, through a GPU share per actor, the Ray actors; on cuda the
 forward passes run in bf16 autocast.
 """
@@ -36,80 +38,58 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
-
 import numpy as np
 
 from mmdx.core.case import ChestXray, Demographics, Modality, PatientCase
-from mmdx.core.errors import ToolInputError
+from mmdx.core.extras import require
 from mmdx.core.labels import IMAGING_FINDINGS
-from mmdx.core.tool import CaseInput, ClassifierOutput, LabelScore, Provenance, partition_prepared, partition_runnable
+from mmdx.core.tool import CaseInput, ClassifierOutput
 
 log = logging.getLogger(__name__)
 
 
-# ---- the stand-in tool (used when no trained cxr weights are installed) -----------------------------
+# ---- the stand-in weights (used when no trained cxr weights are installed) --------------------------
 
-class StandInCxrTool:
-    """Stand-in chest X-ray tool for benchmarks: the real featurizer and CxrViT at random init (seed 0)."""
+def standin_cxr_weights(root: Path, size: str = "small", overrides: dict | None = None) -> Path:
+    """A CxrViT checkpoint at random init (seed 0) for the real cxr tool to load: config `size`
+    with `overrides`, thresholds 0.5, temperatures 1. The same digest wherever it is written."""
+    import torch
 
-    name: ClassVar[str] = "cxr"
-    requires: ClassVar[frozenset[Modality]] = frozenset({Modality.cxr})
+    from mmdx.models.build import build_model, load_config
+    from mmdx.models.card import ModelCard, save_checkpoint
 
-    def __init__(self, size: str = "small", overrides: dict | None = None, name: str = "cxr", device: str | None = None):
-        import torch
-
-        from mmdx.models.build import build_model, load_config
-
-        self.tool_name = name
-        self.config = load_config("cxr", size, **(overrides or {}))
-        torch.manual_seed(0)
-        self.device = device or "cpu"
-        self.model = build_model("cxr", self.config).to(self.device).eval()
-        n_params = sum(p.numel() for p in self.model.parameters())
-        self.model_id = f"stand-in CxrViT cxr_{size}{'+' + str(overrides) if overrides else ''}, random init, {n_params / 1e6:.2f}M params"
-
-    def batch(self, inputs: list[CaseInput]) -> list[ClassifierOutput | ToolInputError]:
-        return self.infer(inputs, self.prepare(inputs))
-
-    def prepare(self, inputs: list[CaseInput]) -> list:
-        from mmdx.models.featurize import featurize
-
-        prepared, todo = partition_runnable(self, inputs)
-        for i in todo:
-            try:
-                prepared[i] = featurize("cxr", inputs[i].case, self.config)
-            except ToolInputError as e:
-                prepared[i] = e
-        return prepared
-
-    def infer(self, inputs: list[CaseInput], prepared: list) -> list[ClassifierOutput | ToolInputError]:
-        from mmdx.models.inference import forward_items
-
-        results, where = partition_prepared(prepared)
-        items = [prepared[i] for i in where]
-        if items:
-            logits, embs = forward_items(self.model, "cxr", self.config, items, self.device)  # (N, L), (N, D)
-            probs = 1.0 / (1.0 + np.exp(-logits))
-            prov = Provenance(model_id=self.model_id, weights_sha256="0" * 64, device=self.device)
-            for j, i in enumerate(where):
-                results[i] = ClassifierOutput(
-                    tool=self.tool_name, case_id=inputs[i].case.case_id, target="imaging_findings",
-                    scores=tuple(LabelScore(label=lab, probability=float(p), threshold=0.5)
-                                 for lab, p in zip(IMAGING_FINDINGS, probs[j])),
-                    embedding=tuple(float(v) for v in embs[j]), provenance=prov)
-        return results  # type: ignore[return-value]
+    config = load_config("cxr", size, **(overrides or {}))
+    torch.manual_seed(0)
+    model = build_model("cxr", config)
+    n = len(IMAGING_FINDINGS)
+    card = ModelCard(model_id="", kind="cxr", config_name=size + ("+" + str(overrides) if overrides else ""),
+                     config=dataclasses.asdict(config), labels=list(IMAGING_FINDINGS), target="imaging_findings",
+                     thresholds=[0.5] * n, temperatures=[1.0] * n,
+                     data_description=f"none: random init (seed 0), a stand-in for benchmarks, "
+                                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
+    save_checkpoint(root, card, model.state_dict())
+    return root
 
 
 @dataclass
 class StandInFactory:
-    """Picklable `tool_factory(name, device=)` for RayRunner: tool name -> (config size, overrides)."""
+    """Picklable `tool_factory(name, device=)` for the runners: the real cxr tool on stand-in
+    weights, tool name -> (config size, overrides). The weights are written once per process (in
+    the worker that builds the tool, so it works on any machine of a cluster)."""
 
     specs: dict[str, tuple[str, dict]] = field(default_factory=lambda: {"cxr": ("small", {})})
 
-    def __call__(self, name: str, device: str = "cpu") -> StandInCxrTool:
+    def __call__(self, name: str, device: str = "cpu"):
+        from mmdx.tools.cxr import CxrTool
+
         size, overrides = self.specs[name]
-        return StandInCxrTool(size, overrides, name=name, device=device)
+        key = (size, tuple(sorted(overrides.items())))
+        if key not in _STANDIN_DIRS:
+            _STANDIN_DIRS[key] = standin_cxr_weights(Path(tempfile.mkdtemp(prefix="mmdx-standin-")), size, overrides)
+        return CxrTool(weights_dir=_STANDIN_DIRS[key], device=device)
+
+
+_STANDIN_DIRS: dict[tuple, Path] = {}  # stand-in checkpoints written in this process
 
 
 FANOUT_SPECS = {  # three tools of different cost for the fan-out figure
@@ -298,23 +278,24 @@ class BenchConfig:
     timeout_s: float = 120  # per-request timeout in the Ray modes
     address: str | None = None  # Ray cluster to join (default: a local Ray)
     warmup: int = 16  # untimed requests per mode before timing
-    rounds: int = 3  # rounds of (a), (b), (c), (d), interleaved; medians reported
+    rounds: int = 3  # rounds of every mode, interleaved; medians reported
     device: str | None = None  # "cuda" or "cpu" (default: cuda where available)
+    serve: bool = True  # also run (e): the same requests through Ray Serve deployments (the [serve] extra)
 
 
 def run_bench(cfg: BenchConfig) -> dict:
     import torch
 
-    import ray
+    ray = require("ray", "ray")
 
+    from mmdx.tools.runner import InProcessRunner
     from mmdx.tools.serving.cluster import ensure_ray
     from mmdx.tools.serving.ray_runner import RayRunner
-    from mmdx.tools.runner import InProcessRunner
 
     torch.set_num_threads(cfg.torch_threads)
     started = ensure_ray(cfg.address)  # one Ray for every mode
     try:
-        return _run_bench(cfg, RayRunner, InProcessRunner)
+        return _run_bench(cfg, RayRunner, InProcessRunner, serve_runner_class(cfg))
     finally:
         if started:
             ray.shutdown()
@@ -355,7 +336,7 @@ def machine_info(device: str) -> dict:
 
 def _actor_shares(n_actors: int, device: str) -> tuple[float, float]:
     """(CPUs, GPUs) per actor so that `n_actors` actors fit the running Ray cluster at once."""
-    import ray
+    ray = require("ray", "ray")
 
     res = ray.cluster_resources()
     cpus = min(0.25, float(res.get("CPU", 1.0)) / max(1, n_actors))
@@ -363,7 +344,17 @@ def _actor_shares(n_actors: int, device: str) -> tuple[float, float]:
     return round(cpus, 4), round(min(1.0, gpus), 4)
 
 
-def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
+def serve_runner_class(cfg: BenchConfig):
+    """ServeRunner for mode (e), or None when the config leaves it out. Asked for and not
+    installed: MissingExtra, naming the [serve] extra."""
+    if not cfg.serve:
+        return None
+    from mmdx.tools.serving.serve_runner import ServeRunner
+
+    return ServeRunner
+
+
+def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner, ServeRunner=None) -> dict:
     device = resolve_device(cfg.device)
     num_gpus = None if device.startswith("cuda") else 0.0  # None: each actor asks for a share of the GPUs
     real, why = real_cxr_available()
@@ -374,7 +365,8 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
     else:
         factory = StandInFactory()
         tool = factory("cxr", device=device)
-        model_note = f"{tool.model_id} (no trained cxr weights: {why})"
+        model_note = f"the cxr tool on stand-in weights {tool.model.card.model_id}: {tool.model.card.data_description} " \
+                     f"(no trained cxr weights: {why})"
     log.info("model: %s on %s", model_note, device)
 
     report: dict = {"model": model_note, "real_weights": real, "config": dataclasses.asdict(cfg),
@@ -384,30 +376,36 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
         warm = inputs[:cfg.warmup]
         tool.batch(warm)
         runners = {}
-        ray_modes = (("c_ray_unbatched", 1, True), ("d_ray_batched", cfg.max_batch_size, True),
-                     ("d_ray_unpipelined", cfg.max_batch_size, False))
+        ray_modes = [("c_ray_unbatched", RayRunner, 1, True), ("d_ray_batched", RayRunner, cfg.max_batch_size, True),
+                     ("d_ray_unpipelined", RayRunner, cfg.max_batch_size, False)]
+        if ServeRunner is not None:  # (e): Ray Serve, the same tool, batch limit, wait and clients as (d)
+            ray_modes.append(("e_serve_batched", ServeRunner, cfg.max_batch_size, True))
         # every mode's actors live at once (the rounds interleave them): split the cluster's CPUs and
         # GPUs over all of them, or the last ones never get scheduled (3 modes x 4 actors x 0.25 GPU > 1 GPU)
         cpus_each, gpus_each = _actor_shares(len(ray_modes) * cfg.pool_size, device)
         report["placement"]["shares"] = {"num_cpus_per_actor": cpus_each, "num_gpus_per_actor": gpus_each}
         try:
-            for key, mbs, pipe in ray_modes:
-                runners[key] = RayRunner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
-                                         max_wait_ms=cfg.max_wait_ms, address=cfg.address,
-                                         request_timeout_s=cfg.timeout_s, tool_factory=factory,
-                                         torch_threads=cfg.torch_threads, num_cpus_per_actor=cpus_each,
-                                         num_gpus_per_actor=gpus_each, prepare_threads=cfg.prepare_threads,
-                                         pipeline=pipe)
+            for key, Runner, mbs, pipe in ray_modes:
+                runners[key] = Runner(tool_names=["cxr"], pool_sizes={"cxr": cfg.pool_size}, max_batch_size=mbs,
+                                      max_wait_ms=cfg.max_wait_ms, address=cfg.address,
+                                      request_timeout_s=cfg.timeout_s, tool_factory=factory,
+                                      torch_threads=cfg.torch_threads, num_cpus_per_actor=cpus_each,
+                                      num_gpus_per_actor=gpus_each, prepare_threads=cfg.prepare_threads,
+                                      pipeline=pipe)
                 report["placement"][key] = runners[key].warmup()["cxr"]
                 bench_clients(runners[key], "cxr", warm, cfg.clients, cfg.timeout_s)
             # Rounds interleave the modes, so a drift in the machine's speed (a shared VM's neighbours,
-            # clock changes) falls on every mode alike; each figure is the median over rounds.
+            # clock changes) falls on every mode alike; each figure is the median over rounds. The
+            # Ray modes take turns going first (round k starts at the k-th), so none always follows
+            # the same neighbour.
             rounds: list[dict[str, dict]] = []
-            for _ in range(max(1, cfg.rounds)):
+            order = list(runners)
+            for k in range(max(1, cfg.rounds)):
                 r: dict[str, dict] = {"a_inprocess_sequential": bench_sequential(tool, inputs),
                                       "b_inprocess_batched": bench_batched(tool, inputs, cfg.max_batch_size),
                                       "b_inprocess_pipelined": bench_pipelined(tool, inputs, cfg.max_batch_size)}
-                for key, runner in runners.items():
+                for key in order[k % len(order):] + order[:k % len(order)]:
+                    runner = runners[key]
                     before = runner.actor_stats()["cxr"]
                     r[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
                     r[key].update(_actor_delta(before, runner.actor_stats()["cxr"], r[key]["wall_s"], cfg.pool_size))
@@ -418,7 +416,9 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
         finally:
             for runner in runners.values():
                 runner.close()
-        modes = {k: _median_mode([r[k] for r in rounds]) for k in rounds[0]}
+        keys = [k for k in ("a_inprocess_sequential", "b_inprocess_batched", "b_inprocess_pipelined", *order,
+                            "b_same_batch")]
+        modes = {k: _median_mode([r[k] for r in rounds]) for k in keys}
         report["modes"] = modes
         report["rounds"] = rounds
 
@@ -434,6 +434,10 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
                             "b_pipelined_over_b": ratio("b_inprocess_pipelined", "b_inprocess_batched"),
                             "d_over_b_same_batch": ratio("d_ray_batched", "b_same_batch"),
                             "b_same_batch_over_b": ratio("b_same_batch", "b_inprocess_batched")}
+        if "e_serve_batched" in modes:
+            report["ratios"] |= {"e_over_d": ratio("e_serve_batched", "d_ray_batched"),
+                                 "e_over_b": ratio("e_serve_batched", "b_inprocess_batched"),
+                                 "e_over_d_unpipelined": ratio("e_serve_batched", "d_ray_unpipelined")}
 
         if real:  # the real three tools on a demo case that has all three modalities
             from mmdx.core import registry
@@ -463,8 +467,8 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner) -> dict:
             report["fanout_model"] = (f"the real cxr, labs and notes tools on demo case {fan_input.case.case_id}: "
                                       + ", ".join(f"{n}={built[n].model.card.model_id}" for n in names))
         else:
-            report["fanout_model"] = "three stand-in CxrViT tools at random init: " + ", ".join(
-                f"{n}={built[n].model_id}" for n in names)
+            report["fanout_model"] = "the cxr tool on three stand-in CxrViT checkpoints at random init: " + ", ".join(
+                f"{n}={built[n].model.card.model_id}" for n in names)
     report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
 

@@ -73,7 +73,8 @@ def test_bench_serving_cli_runs_on_small_data(ray_session, tmp_path):
                        "--fanout-reps", "1", "--rounds", "2", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["modes"]) == {"a_inprocess_sequential", "b_inprocess_batched", "b_inprocess_pipelined",
-                                    "c_ray_unbatched", "d_ray_batched", "d_ray_unpipelined", "b_same_batch"}
+                                    "c_ray_unbatched", "d_ray_batched", "d_ray_unpipelined", "e_serve_batched",
+                                    "b_same_batch"}
     assert all(p["pipelined"] for p in report["placement"]["d_ray_batched"])
     assert not any(p["pipelined"] for p in report["placement"]["d_ray_unpipelined"])
     assert len(report["rounds"]) == 2
@@ -82,7 +83,9 @@ def test_bench_serving_cli_runs_on_small_data(ray_session, tmp_path):
     d = report["modes"]["d_ray_batched"]
     assert 0 < d["actor_busy_fraction"] <= 1 and d["actor_ms_per_request"] > 0 and d["remote_calls"] >= 1
     assert {"d_over_b", "d_over_a", "b_over_a", "d_over_c", "d_over_b_same_batch", "d_over_b_pipelined",
-            "d_unpipelined_over_b"} <= set(report["ratios"])
+            "d_unpipelined_over_b", "e_over_d", "e_over_b"} <= set(report["ratios"])
+    e = report["modes"]["e_serve_batched"]
+    assert 0 < e["actor_busy_fraction"] <= 1 and e["remote_calls"] >= 8  # Serve: one request per call
     assert report["model"]  # says which model was measured
     assert set(report["fanout_ray"]["single_ms"]) in ({"cxr", "labs", "notes"}, {"cxr_tiny", "cxr_small", "cxr_deep"})
 

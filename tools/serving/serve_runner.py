@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 APP_PREFIX = "mmdx"  # application names: mmdx.<tool>.<runner counter>.<pid>.<host>
 _runner_ids = itertools.count()
+# Serve's own throughput settings for a replica (what RAY_SERVE_THROUGHPUT_OPTIMIZED=1 sets there):
+# our code on the replica's event loop rather than a second loop in another thread, and request
+# logs buffered, not written to stderr. The router in this driver keeps its own loop: run() is
+# called from plain threads. Measured in `mmdx bench serving` (README, "Serving through Ray").
+REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+               "RAY_SERVE_LOG_TO_STDERR": "0"}
 _DEPLOYING = threading.Lock()
 
 
@@ -219,14 +225,14 @@ class ServeRunner:
     def _deploy(self, name: str):
         """Deploy tool `name` (one at a time in this process: Serve's client is not made for
         concurrent deploys) and wait until its replicas have loaded it; returns its handle."""
-        opts = {"num_cpus": self._num_cpus, "num_gpus": self._num_gpus}
+        opts = {"num_cpus": self._num_cpus, "num_gpus": self._num_gpus, "runtime_env": {"env_vars": REPLICA_ENV}}
         deployment = serve.deployment(self._deployment_cls).options(
             name=name, num_replicas=self._pool_sizes[name], ray_actor_options=opts,
             max_ongoing_requests=1000,  # Serve's default of 5 would cap a replica's batch at 5
             health_check_period_s=1, graceful_shutdown_timeout_s=1)
         with _DEPLOYING:
             return serve.run(deployment.bind(name, *self._args), name=self._app_name(name), route_prefix=None,
-                             logging_config={"log_level": "WARNING"})
+                             logging_config={"log_level": "WARNING", "enable_access_log": False})
 
     def _handle(self, name: str, idxs: list[int], requests, results, deadline: float, timeout: float):
         """Tool `name`'s handle once deployed (waiting to the deadline); None after filling its
