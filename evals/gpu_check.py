@@ -45,7 +45,7 @@ def check_inputs(root: Path, extra: list[PatientCase] = ()) -> dict[str, list[Ca
     """Per tool, the inputs of the check: demo and `extra` cases with the modality (+ 64 synthetic
     radiographs for cxr)."""
     from mmdx.data.demo_cases import copy_demo
-    from mmdx.evals.serving_bench import write_cases
+    from mmdx.evals.bench_inputs import write_cases
 
     demo = [PatientCase.load(p) for p in sorted(copy_demo(root / "demo")) if p.suffix == ".json"] + list(extra)
     bench_dir = root / "bench"

@@ -23,7 +23,8 @@ the wall time of the parallel fan-out against the slowest single tool.
 
 The tool is the real cxr tool, on its trained weights when they load, otherwise on stand-in
 weights: the `cxr_small` architecture at random init (and the fan-out uses three stand-ins of
-different sizes). The report says which. Images are synthetic PNGs written to a temp dir. `device` (default: cuda where there is
+different sizes). The report says which. Images are synthetic PNGs written to a temp dir
+(bench_inputs.py); each mode is timed by bench_timing.py. `device` (default: cuda where there is
 one) places the in-process tools and, through a GPU share per actor, the Ray actors; on cuda the
 forward passes run in bf16 autocast.
 """
@@ -34,235 +35,15 @@ import logging
 import os
 import statistics
 import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-import numpy as np
 
-from mmdx.core.case import ChestXray, Demographics, Modality, PatientCase
 from mmdx.core.extras import require
-from mmdx.core.labels import IMAGING_FINDINGS
-from mmdx.core.tool import CaseInput, ClassifierOutput
+from mmdx.evals.bench_inputs import FANOUT_SPECS, StandInFactory, real_cxr_available, three_modality_case, write_cases
+from mmdx.evals.bench_timing import (actor_delta, bench_batched, bench_clients, bench_fanout, bench_pipelined,
+                                     bench_sequential, median_mode)
 
 log = logging.getLogger(__name__)
-
-
-# ---- the stand-in weights (used when no trained cxr weights are installed) --------------------------
-
-def standin_cxr_weights(root: Path, size: str = "small", overrides: dict | None = None) -> Path:
-    """A CxrViT checkpoint at random init (seed 0) for the real cxr tool to load: config `size`
-    with `overrides`, thresholds 0.5, temperatures 1. The same digest wherever it is written."""
-    import torch
-
-    from mmdx.models.build import build_model, load_config
-    from mmdx.models.card import ModelCard, save_checkpoint
-
-    config = load_config("cxr", size, **(overrides or {}))
-    torch.manual_seed(0)
-    model = build_model("cxr", config)
-    n = len(IMAGING_FINDINGS)
-    card = ModelCard(model_id="", kind="cxr", config_name=size + ("+" + str(overrides) if overrides else ""),
-                     config=dataclasses.asdict(config), labels=list(IMAGING_FINDINGS), target="imaging_findings",
-                     thresholds=[0.5] * n, temperatures=[1.0] * n,
-                     data_description=f"none: random init (seed 0), a stand-in for benchmarks, "
-                                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
-    save_checkpoint(root, card, model.state_dict())
-    return root
-
-
-@dataclass
-class StandInFactory:
-    """Picklable `tool_factory(name, device=)` for the runners: the real cxr tool on stand-in
-    weights, tool name -> (config size, overrides). The weights are written once per process (in
-    the worker that builds the tool, so it works on any machine of a cluster)."""
-
-    specs: dict[str, tuple[str, dict]] = field(default_factory=lambda: {"cxr": ("small", {})})
-
-    def __call__(self, name: str, device: str = "cpu"):
-        from mmdx.tools.cxr import CxrTool
-
-        size, overrides = self.specs[name]
-        key = (size, tuple(sorted(overrides.items())))
-        if key not in _STANDIN_DIRS:
-            _STANDIN_DIRS[key] = standin_cxr_weights(Path(tempfile.mkdtemp(prefix="mmdx-standin-")), size, overrides)
-        return CxrTool(weights_dir=_STANDIN_DIRS[key], device=device)
-
-
-_STANDIN_DIRS: dict[tuple, Path] = {}  # stand-in checkpoints written in this process
-
-
-FANOUT_SPECS = {  # three tools of different cost for the fan-out figure
-    "cxr_tiny": ("tiny", {}),
-    "cxr_small": ("small", {}),
-    "cxr_deep": ("small", {"n_layer": 8}),
-}
-
-
-def real_cxr_available() -> tuple[bool, str]:
-    """Whether the trained cxr model loads; and why not."""
-    try:
-        from mmdx.models.inference import load_model
-
-        model = load_model("cxr", device="cpu")
-        return True, f"trained cxr model {model.card.model_id}"
-    except Exception as e:  # noqa: BLE001 - any failure to load means: use the stand-in, and say why
-        return False, f"{type(e).__name__}: {str(e)[:200]}"
-
-
-# ---- inputs ---------------------------------------------------------------------------------------
-
-def write_cases(root: Path, n_requests: int, n_images: int = 32, side: int = 256, seed: int = 0) -> list[CaseInput]:
-    """`n_requests` cases over `n_images` synthetic grayscale PNGs (smooth noise + a bright blob)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:side, 0:side] / side
-    paths = []
-    for k in range(n_images):
-        low = rng.normal(size=(side // 16, side // 16))
-        img = np.kron(low, np.ones((16, 16)))  # (side, side) blocky field
-        cy, cx, r = rng.uniform(0.3, 0.7, size=2).tolist() + [rng.uniform(0.05, 0.2)]
-        img = img + 3 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)) + 0.3 * rng.normal(size=img.shape)
-        img = (255 * (img - img.min()) / (img.max() - img.min())).astype(np.uint8)
-        p = root / f"img{k:03d}.png"
-        Image.fromarray(img).save(p)
-        paths.append(p)
-    return [
-        CaseInput(case=PatientCase(case_id=f"bench-{i}", demographics=Demographics(age=40 + i % 50),
-                                   cxr=ChestXray(path=str(paths[i % n_images]), view="PA")))
-        for i in range(n_requests)
-    ]
-
-
-# ---- measurement ----------------------------------------------------------------------------------
-
-def _summary(latencies_s: list[float], wall_s: float, n: int, ok: int) -> dict:
-    lat = np.asarray(latencies_s) * 1000
-    return {
-        "requests": n, "ok": ok, "wall_s": round(wall_s, 3), "throughput_rps": round(n / wall_s, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
-    }
-
-
-def bench_sequential(tool, inputs: list[CaseInput]) -> dict:
-    lats, ok = [], 0
-    t0 = time.perf_counter()
-    for inp in inputs:
-        t = time.perf_counter()
-        (out,) = tool.batch([inp])
-        lats.append(time.perf_counter() - t)
-        ok += isinstance(out, ClassifierOutput)
-    return _summary(lats, time.perf_counter() - t0, len(inputs), ok)
-
-
-def bench_batched(tool, inputs: list[CaseInput], batch_size: int) -> dict:
-    lats, ok = [], 0
-    t0 = time.perf_counter()
-    for s in range(0, len(inputs), batch_size):
-        chunk = inputs[s:s + batch_size]
-        t = time.perf_counter()
-        outs = tool.batch(chunk)
-        lats += [time.perf_counter() - t] * len(chunk)
-        ok += sum(isinstance(o, ClassifierOutput) for o in outs)
-    return _summary(lats, time.perf_counter() - t0, len(inputs), ok)
-
-
-def bench_pipelined(tool, inputs: list[CaseInput], batch_size: int) -> dict:
-    """(b) with the actors' pipeline: batch k+1 is prepared in a second thread while batch k runs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    chunks = [inputs[s:s + batch_size] for s in range(0, len(inputs), batch_size)]
-    lats, ok = [], 0
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1) as prep:
-        issued = [time.perf_counter()]
-        nxt = prep.submit(tool.prepare, chunks[0])
-        for k, chunk in enumerate(chunks):
-            prepared = nxt.result()
-            if k + 1 < len(chunks):
-                issued.append(time.perf_counter())
-                nxt = prep.submit(tool.prepare, chunks[k + 1])
-            outs = tool.infer(chunk, prepared)
-            lats += [time.perf_counter() - issued[k]] * len(chunk)
-            ok += sum(isinstance(o, ClassifierOutput) for o in outs)
-    return _summary(lats, time.perf_counter() - t0, len(inputs), ok)
-
-
-def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, timeout_s: float) -> dict:
-    """`clients` threads, each sending its share of `inputs` one request at a time."""
-    shares = [inputs[c::clients] for c in range(clients)]
-    lats: list[list[float]] = [[] for _ in range(clients)]
-    oks = [0] * clients
-    barrier = threading.Barrier(clients + 1)
-
-    def client(c: int) -> None:
-        barrier.wait()
-        for inp in shares[c]:
-            t = time.perf_counter()
-            (out,) = runner.run([(tool, inp)], timeout_s=timeout_s)
-            lats[c].append(time.perf_counter() - t)
-            oks[c] += isinstance(out, ClassifierOutput)
-
-    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
-    for th in threads:
-        th.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    return _summary([x for xs in lats for x in xs], wall, len(inputs), sum(oks))
-
-
-def _actor_delta(before: dict, after: dict, wall_s: float, n_actors: int = 1) -> dict:
-    """What the actors did during one mode: batches, remote calls, and the model's time on batches
-    (busy fraction: the mean over the `n_actors` actors)."""
-    sizes = after["batch_sizes"][len(before["batch_sizes"]):]
-    busy = after["busy_s"] - before["busy_s"]
-    prep = after["prepare_s"] - before["prepare_s"]
-    n = sum(sizes)
-    return {"mean_batch": round(float(np.mean(sizes)), 2) if sizes else 0.0, "max_batch": max(sizes, default=0),
-            "remote_calls": after["calls"] - before["calls"],
-            "actor_busy_fraction": round(busy / wall_s / max(1, n_actors), 3) if wall_s else 0.0,
-            "actor_ms_per_request": round(1000 * busy / n, 3) if n else 0.0,
-            "prepare_ms_per_request": round(1000 * prep / n, 3) if n else 0.0}
-
-
-def _median_mode(rows: list[dict]) -> dict:
-    """Per-key median over rounds of the numbers; the rest from the first round."""
-    out = dict(rows[0])
-    for k, v in rows[0].items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[k] = round(float(statistics.median(r[k] for r in rows)), 3)
-    return out
-
-
-def bench_fanout(runner, tools: list[str], inp: CaseInput, reps: int, timeout_s: float) -> dict:
-    """Median wall time of one case through `tools` at once vs each tool alone."""
-    single: dict[str, list[float]] = {t: [] for t in tools}
-    fan: list[float] = []
-    runner.run([(t, inp) for t in tools], timeout_s=timeout_s)  # untimed: models load, caches warm
-    for _ in range(reps):
-        for t in tools:
-            s = time.perf_counter()
-            runner.run([(t, inp)], timeout_s=timeout_s)
-            single[t].append(time.perf_counter() - s)
-        s = time.perf_counter()
-        outs = runner.run([(t, inp) for t in tools], timeout_s=timeout_s)
-        fan.append(time.perf_counter() - s)
-        if not all(isinstance(o, ClassifierOutput) for o in outs):
-            raise RuntimeError(f"fan-out returned failures: {[o for o in outs if not isinstance(o, ClassifierOutput)]}")
-    med = {t: statistics.median(v) * 1000 for t, v in single.items()}
-    fan_ms = statistics.median(fan) * 1000
-    slowest = max(med.values())
-    return {
-        "tools": tools, "reps": reps,
-        "single_ms": {t: round(v, 2) for t, v in med.items()},
-        "slowest_single_ms": round(slowest, 2), "sum_single_ms": round(sum(med.values()), 2),
-        "fanout_ms": round(fan_ms, 2), "fanout_over_slowest": round(fan_ms / slowest, 2),
-        "fanout_over_sum": round(fan_ms / sum(med.values()), 2),
-    }
 
 
 @dataclass
@@ -311,17 +92,6 @@ def resolve_device(device: str | None) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device (torch {torch.__version__})")
     return device
-
-
-def three_modality_case(root: Path) -> CaseInput:
-    """A committed demo case with an X-ray, labs and a note (copied under `root`)."""
-    from mmdx.data.demo_cases import copy_demo
-
-    for p in sorted(x for x in copy_demo(root) if x.suffix == ".json"):
-        case = PatientCase.load(p)
-        if {Modality.cxr, Modality.labs, Modality.notes} <= case.modalities:
-            return CaseInput(case=case)
-    raise FileNotFoundError("no demo case has an X-ray, labs and a note")
 
 
 def machine_info(device: str) -> dict:
@@ -408,7 +178,7 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner, ServeRunner=None) -
                     runner = runners[key]
                     before = runner.actor_stats()["cxr"]
                     r[key] = bench_clients(runner, "cxr", inputs, cfg.clients, cfg.timeout_s)
-                    r[key].update(_actor_delta(before, runner.actor_stats()["cxr"], r[key]["wall_s"], cfg.pool_size))
+                    r[key].update(actor_delta(before, runner.actor_stats()["cxr"], r[key]["wall_s"], cfg.pool_size))
                 # in-process at the batch size the Ray actors reached: what (d) costs beyond its batch size
                 same = max(1, int(round(r["d_ray_batched"]["mean_batch"])))
                 r["b_same_batch"] = bench_batched(tool, inputs, same) | {"batch": same}
@@ -418,7 +188,7 @@ def _run_bench(cfg: BenchConfig, RayRunner, InProcessRunner, ServeRunner=None) -
                 runner.close()
         keys = [k for k in ("a_inprocess_sequential", "b_inprocess_batched", "b_inprocess_pipelined", *order,
                             "b_same_batch")]
-        modes = {k: _median_mode([r[k] for r in rounds]) for k in keys}
+        modes = {k: median_mode([r[k] for r in rounds]) for k in keys}
         report["modes"] = modes
         report["rounds"] = rounds
 

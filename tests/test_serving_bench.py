@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from mmdx.core.tool import ClassifierOutput  # noqa: E402
-from mmdx.evals.serving_bench import StandInFactory, standin_cxr_weights, write_cases  # noqa: E402
+from mmdx.evals.bench_inputs import StandInFactory, standin_cxr_weights, write_cases  # noqa: E402
 from mmdx.models.card import load_card  # noqa: E402
 from mmdx.tools.cxr import CxrTool  # noqa: E402
 
