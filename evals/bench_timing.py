@@ -65,7 +65,8 @@ def bench_pipelined(tool, inputs: list[CaseInput], batch_size: int) -> dict:
 
 
 def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, timeout_s: float) -> dict:
-    """`clients` threads, each sending its share of `inputs` one request at a time."""
+    """`clients` threads, each sending its share of `inputs` one request at a time. Besides the
+    latencies: this process's CPU time per request (the clients and the runner's driver side)."""
     shares = [inputs[c::clients] for c in range(clients)]
     lats: list[list[float]] = [[] for _ in range(clients)]
     oks = [0] * clients
@@ -83,25 +84,28 @@ def bench_clients(runner, tool: str, inputs: list[CaseInput], clients: int, time
     for th in threads:
         th.start()
     barrier.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for th in threads:
         th.join()
-    wall = time.perf_counter() - t0
-    return _summary([x for xs in lats for x in xs], wall, len(inputs), sum(oks))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return _summary([x for xs in lats for x in xs], wall, len(inputs), sum(oks)) | {
+        "driver_cpu_ms_per_request": round(1000 * cpu / len(inputs), 3)}
 
 
 def actor_delta(before: dict, after: dict, wall_s: float, n_actors: int = 1) -> dict:
-    """What the actors did during one mode: batches, remote calls, and the model's time on batches
-    (busy fraction: the mean over the `n_actors` actors)."""
+    """What the actors did during one mode: batches, remote calls, the model's time on batches
+    (busy fraction: the mean over the `n_actors` actors), and their processes' CPU time per request."""
     sizes = after["batch_sizes"][len(before["batch_sizes"]):]
     busy = after["busy_s"] - before["busy_s"]
     prep = after["prepare_s"] - before["prepare_s"]
+    cpu = after["cpu_s"] - before["cpu_s"]
     n = sum(sizes)
     return {"mean_batch": round(float(np.mean(sizes)), 2) if sizes else 0.0, "max_batch": max(sizes, default=0),
             "remote_calls": after["calls"] - before["calls"],
             "actor_busy_fraction": round(busy / wall_s / max(1, n_actors), 3) if wall_s else 0.0,
             "actor_ms_per_request": round(1000 * busy / n, 3) if n else 0.0,
-            "prepare_ms_per_request": round(1000 * prep / n, 3) if n else 0.0}
+            "prepare_ms_per_request": round(1000 * prep / n, 3) if n else 0.0,
+            "worker_cpu_ms_per_request": round(1000 * cpu / n, 3) if n else 0.0}
 
 
 def median_mode(rows: list[dict]) -> dict:

@@ -251,16 +251,19 @@ def format_table(report: dict) -> str:
              f"load average {m['load_avg_at_start']} at start, {m['load_avg_at_end']} at end",
              f"medians over {len(report.get('rounds', [])) or 1} interleaved rounds of {report['config']['requests']} "
              f"requests; Ray modes: {report['config']['clients']} clients",
-             "", f"{'mode':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'batch':>8}{'calls':>7}{'busy':>7}{'ms/req':>8}{'ok':>9}"]
+             "", f"{'mode':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'batch':>8}{'calls':>7}{'busy':>7}{'ms/req':>8}"
+                 f"{'cpu drv':>9}{'cpu wrk':>9}{'ok':>9}"]
     for key, m in report["modes"].items():
         mb = m.get("mean_batch", m.get("batch", ""))
         busy = f"{m['actor_busy_fraction']:.0%}" if "actor_busy_fraction" in m else ""
         lines.append(f"{key:<26}{m['throughput_rps']:>9.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}{str(mb):>8}"
                      f"{str(m.get('remote_calls', '')):>7}{busy:>7}{str(m.get('actor_ms_per_request', '')):>8}"
+                     f"{str(m.get('driver_cpu_ms_per_request', '')):>9}{str(m.get('worker_cpu_ms_per_request', '')):>9}"
                      f"{int(m['ok']):>5}/{int(m['requests'])}")
     lines.append("(batch: mean batch the actor ran; calls: remote calls it received; busy: share of the time its "
                  "model was running a batch (pipelined: tool.infer; else tool.batch, decoding included); ms/req: "
-                 "that time per request)")
+                 "that time per request; cpu drv / cpu wrk: CPU ms per request in this process (clients and the "
+                 "runner's driver side) and in the actors' or replicas' processes)")
     r = report["ratios"]
     lines += ["", "throughput ratios: " + ", ".join(f"{k.replace('_over_', '/')} = {v}" for k, v in r.items())]
     for key in ("fanout_ray", "fanout_inprocess"):

@@ -212,7 +212,8 @@ class RayRunner:
     def actor_stats(self, timeout_s: float = 10) -> dict[str, dict]:
         """Per started pool, over its actors: the size of every batch on the model (actor by actor,
         concatenated), the remote `run` calls received, the seconds the model spent on batches
-        (`busy_s`), and the seconds spent preparing inputs, summed over prepare threads (`prepare_s`)."""
+        (`busy_s`), the seconds spent preparing inputs, summed over prepare threads (`prepare_s`), and
+        the actors' processes' CPU seconds so far (`cpu_s`)."""
         with self._lock:
             pools = dict(self._pools)
         out: dict[str, dict] = {}
@@ -220,7 +221,7 @@ class RayRunner:
             stats = self._ray.get([a.stats.remote() for a in pool], timeout=timeout_s)
             out[name] = {"batch_sizes": [b for st in stats for b in st["batch_sizes"]],
                          "calls": sum(st["calls"] for st in stats), "busy_s": sum(st["busy_s"] for st in stats),
-                         "prepare_s": sum(st["prepare_s"] for st in stats)}
+                         "prepare_s": sum(st["prepare_s"] for st in stats), "cpu_s": sum(st["cpu_s"] for st in stats)}
         return out
 
     def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:

@@ -53,13 +53,16 @@ class _App:
     def __init__(self, name: str, deploy: Callable[[], object]):
         self.name = name
         self.done = threading.Event()
-        self.handle = None
+        self.handle = None  # the deployment's handle, set once deployed
+        self.methods: dict[str, object] = {}  # method name -> its handle (`handle.run` builds a new one each time)
         self.error: BaseException | None = None
         threading.Thread(target=self._deploy, args=(deploy,), name=f"mmdx-deploy-{name}", daemon=True).start()
 
     def _deploy(self, deploy: Callable[[], object]) -> None:
         try:
-            self.handle = deploy()
+            handle = deploy()
+            self.methods = {m: handle.options(method_name=m) for m in ("run", "run_alone", "ready", "stats")}
+            self.handle = handle
         except Exception as e:  # noqa: BLE001 - kept and reported to every caller as a typed failure
             self.error = e
         self.done.set()
@@ -129,15 +132,15 @@ class ServeRunner:
 
         sent: list[tuple[str, list[int], object]] = []  # (tool, request indices, DeploymentResponse)
         for name, idxs in by_tool.items():
-            handle = self._handle(name, idxs, requests, results, deadline, timeout)
-            if handle is None:
+            methods = self._methods(name, idxs, requests, results, deadline, timeout)
+            if methods is None:
                 continue
             # one request per replica (so a pool shares the work), none larger than a batch
             n_chunks = max(min(self._pool_sizes[name], len(idxs)), -(-len(idxs) // self._max_batch_size))
             size = -(-len(idxs) // n_chunks)
             for k in range(0, len(idxs), size):
                 chunk = idxs[k:k + size]
-                sent.append((name, chunk, handle.run.remote([requests[i][1] for i in chunk])))
+                sent.append((name, chunk, methods["run"].remote([requests[i][1] for i in chunk])))
         for name, chunk, response in sent:
             self._collect(name, chunk, response, requests, results, deadline, timeout)
         return results  # type: ignore[return-value]
@@ -158,7 +161,8 @@ class ServeRunner:
 
     def actor_stats(self, timeout_s: float = 10) -> dict[str, dict]:
         """Per deployed tool, over its replicas: every batch size on the model, requests received
-        (`calls`), the model's seconds on batches (`busy_s`) and the prepare threads' (`prepare_s`)."""
+        (`calls`), the model's seconds on batches (`busy_s`), the prepare threads' (`prepare_s`) and the
+        replicas' processes' CPU seconds so far (`cpu_s`)."""
         with self._lock:
             names = [n for n, app in self._apps.items() if app.handle is not None]
         out: dict[str, dict] = {}
@@ -166,7 +170,7 @@ class ServeRunner:
             stats = self._each_replica(name, "stats", timeout_s)
             out[name] = {"batch_sizes": [b for st in stats for b in st["batch_sizes"]],
                          "calls": sum(st["calls"] for st in stats), "busy_s": sum(st["busy_s"] for st in stats),
-                         "prepare_s": sum(st["prepare_s"] for st in stats)}
+                         "prepare_s": sum(st["prepare_s"] for st in stats), "cpu_s": sum(st["cpu_s"] for st in stats)}
         return out
 
     def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:
@@ -234,8 +238,8 @@ class ServeRunner:
             return serve.run(deployment.bind(name, *self._args), name=self._app_name(name), route_prefix=None,
                              logging_config={"log_level": "WARNING", "enable_access_log": False})
 
-    def _handle(self, name: str, idxs: list[int], requests, results, deadline: float, timeout: float):
-        """Tool `name`'s handle once deployed (waiting to the deadline); None after filling its
+    def _methods(self, name: str, idxs: list[int], requests, results, deadline: float, timeout: float):
+        """Tool `name`'s method handles once deployed (waiting to the deadline); None after filling its
         inputs' results with the typed failure (timeout, or failed to load)."""
         app = self._app(name)
         if not app.done.wait(max(0.0, deadline - time.monotonic())):
@@ -244,7 +248,7 @@ class ServeRunner:
                 results[i] = f
             return None
         if app.error is None:
-            return app.handle
+            return app.methods
         log.error("tool %s failed to deploy: %s", name, app.error)
         with self._lock:  # the next request deploys it afresh
             if self._apps.get(name) is app:
@@ -280,12 +284,13 @@ class ServeRunner:
         answered or has been tried `max_retries` more times."""
         ray = self._ray
         log.warning("tool %s replica died (%s); retrying %d input(s) one at a time", name, first_line(err), len(idxs))
-        handle = self._apps[name].handle if name in self._apps else None
+        app = self._apps.get(name)
+        run_alone = app.methods.get("run_alone") if app is not None else None
         for i in idxs:
             inp, attempt, why = requests[i][1], 0, err
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or handle is None:
+                if left <= 0 or run_alone is None:
                     results[i] = ToolFailure(tool=name, case_id=inp.case.case_id, kind="timeout", retried=attempt,
                                              message=f"{name} did not answer within {timeout:g}s")
                     break
@@ -294,7 +299,7 @@ class ServeRunner:
                                              message=f"the {name} replica died while running this input ({first_line(why)})")
                     break
                 attempt += 1
-                response = handle.run_alone.remote([inp])
+                response = run_alone.remote([inp])
                 try:
                     (results[i],) = response.result(timeout_s=left)
                     break
@@ -311,14 +316,14 @@ class ServeRunner:
         """`method()` of every replica of `name`. Serve routes a handle's calls, not the caller, so
         this calls until each replica (told apart by pid) has answered."""
         want = self._pool_sizes[name]
-        handle = self._app(name).handle
+        handle = self._app(name).methods[method]
         seen: dict[int, dict] = {}
         deadline = time.monotonic() + timeout_s
         while len(seen) < want:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"{name}: {len(seen)} of {want} replicas answered {method}() within {timeout_s:g}s")
-            answers = [getattr(handle, method).remote() for _ in range(2 * want)]
+            answers = [handle.remote() for _ in range(2 * want)]
             for a in answers:
                 info = a.result(timeout_s=max(0.1, deadline - time.monotonic()))
                 seen[info["pid"]] = info

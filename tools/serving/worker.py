@@ -85,7 +85,10 @@ class ToolHost:
         return info
 
     def stats(self) -> dict:
-        return {"batch_sizes": list(self.batch_sizes), "busy_s": round(self.busy_s, 4), "prepare_s": round(self.prepare_s, 4)}
+        """Batches run, the model's and the prepare threads' seconds, and `cpu_s`: this worker
+        process's CPU time so far, every thread (the tool's, and the runner's own machinery)."""
+        return {"batch_sizes": list(self.batch_sizes), "busy_s": round(self.busy_s, 4), "prepare_s": round(self.prepare_s, 4),
+                "cpu_s": round(time.process_time(), 4)}
 
     async def prepare(self, inputs: list[CaseInput]) -> list:
         """Per input: its prepared item, its ToolInputError, or a ToolFailure (a bug in `prepare`),
