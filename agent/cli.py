@@ -13,6 +13,7 @@ from pathlib import Path
 from mmdx.core.case import PatientCase
 from mmdx.core.config import data_home, home
 from mmdx.core.errors import CaseValidationError, MmdxError
+from mmdx.tools.serving.options import RUNNERS
 
 
 def add_agent_args(p: argparse.ArgumentParser) -> None:
@@ -31,11 +32,11 @@ def add_agent_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=int(os.environ.get("MMDX_LLM_THREADS", "0")),
                    help="LLM CPU threads; 0 (default) = the cores free right now, from the load average (on a busy "
                         "2-core machine 2 threads fell below 1 token/s); env MMDX_LLM_THREADS")
-    g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=["inprocess", "ray"],
-                   help="where tools run: in this process, or in Ray actors")
+    g.add_argument("--runner", default=os.environ.get("MMDX_RUNNER", "inprocess"), choices=RUNNERS,
+                   help="where tools run: in this process, in Ray actors, or on Ray Serve deployments")
     g.add_argument("--ray-address", default=os.environ.get("MMDX_RAY_ADDRESS"), help="join an existing Ray cluster")
     g.add_argument("--ray-pools", type=parse_pools, default=os.environ.get("MMDX_RAY_POOLS", ""),
-                   metavar="TOOL=N,...", help="actors per tool with --runner ray, e.g. cxr=4,notes=2 (default 1 each; "
+                   metavar="TOOL=N,...", help="actors (replicas) per tool with --runner ray (serve), e.g. cxr=4,notes=2 (default 1 each; "
                                               "env MMDX_RAY_POOLS)")
     g.add_argument("--audit-log", default=str(data_home() / "audit.jsonl"),
                    help="hash-chained audit log ('' to disable; default in the data directory, see `mmdx audit --help`)")
@@ -78,10 +79,10 @@ def build_agent(args):
     check_pools(args.ray_pools)  # before the LLM loads: a typo should cost nothing
     llm = load_llm(llm_config(args))
     runner = None
-    if args.runner == "ray":
-        from mmdx.tools.ray_runner import RayRunner
+    if args.runner != "inprocess":
+        from mmdx.tools.serving.options import open_runner
 
-        runner = RayRunner(address=args.ray_address, pool_sizes=args.ray_pools)
+        runner = open_runner(args.runner, address=args.ray_address, pool_sizes=args.ray_pools)
     audit = AuditLog(args.audit_log, include_content=args.audit_content) if args.audit_log else None
     agent = DiagnosticAgent(llm, runner=runner, audit=audit)
     agent.warm_up()  # the fixed system prompt into the LLM's prompt cache, before the first case

@@ -14,18 +14,20 @@ def _add_serving(sub) -> None:
     from mmdx.evals.serving_bench import BenchConfig
 
     d = BenchConfig()
-    p = sub.add_parser("serving", help="in-process vs Ray actors, with and without dynamic batching")
+    p = sub.add_parser("serving", help="in-process vs Ray actors (with and without dynamic batching) vs Ray Serve")
     p.add_argument("--requests", type=int, default=d.requests, help="requests per mode")
     p.add_argument("--clients", type=int, default=d.clients, help="concurrent clients in the Ray modes")
     p.add_argument("--max-batch-size", type=int, default=d.max_batch_size)
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms)
     p.add_argument("--pool-size", type=int, default=d.pool_size, help="actors per tool")
     p.add_argument("--fanout-reps", type=int, default=d.fanout_reps)
-    p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved rounds of the four modes (medians reported)")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved rounds of every mode (medians reported)")
     p.add_argument("--torch-threads", type=int, default=d.torch_threads)
     p.add_argument("--prepare-threads", type=int, default=d.prepare_threads, help="threads decoding inputs in each actor (default: 1 on CPU, up to 4 on a GPU)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: $MMDX_RAY_ADDRESS or a local Ray)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda where torch sees a GPU)")
+    p.add_argument("--no-serve", dest="serve", action="store_false",
+                   help="leave out mode (e), Ray Serve (which needs the [serve] extra)")
     p.add_argument("--json", action="store_true", help="print the report as JSON after the table")
     p.add_argument("--out", help="also write the JSON report to this file")
 
@@ -35,7 +37,8 @@ def _run_serving(args) -> int:
 
     cfg = BenchConfig(requests=args.requests, clients=args.clients, max_batch_size=args.max_batch_size,
                       max_wait_ms=args.max_wait_ms, pool_size=args.pool_size, fanout_reps=args.fanout_reps, rounds=args.rounds,
-                      torch_threads=args.torch_threads, prepare_threads=args.prepare_threads, address=args.address, device=args.device)
+                      torch_threads=args.torch_threads, prepare_threads=args.prepare_threads, address=args.address, device=args.device,
+                      serve=args.serve)
     if cfg.requests < 1 or cfg.clients < 1 or cfg.max_batch_size < 1:
         print("mmdx bench serving: --requests, --clients and --max-batch-size must be at least 1", file=sys.stderr)
         return 2

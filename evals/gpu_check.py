@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mmdx.core.case import Modality, PatientCase
+from mmdx.core.extras import require
 from mmdx.core.tool import CaseInput, ClassifierOutput
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def check_inputs(root: Path, extra: list[PatientCase] = ()) -> dict[str, list[Ca
     """Per tool, the inputs of the check: demo and `extra` cases with the modality (+ 64 synthetic
     radiographs for cxr)."""
     from mmdx.data.demo_cases import copy_demo
-    from mmdx.evals.serving_bench import write_cases
+    from mmdx.evals.bench_inputs import write_cases
 
     demo = [PatientCase.load(p) for p in sorted(copy_demo(root / "demo")) if p.suffix == ".json"] + list(extra)
     bench_dir = root / "bench"
@@ -155,9 +156,9 @@ def check_precision(inputs: dict[str, list[CaseInput]], reference: dict | None,
 
 
 def check_placement(inputs: dict[str, list[CaseInput]], gpu_probs: dict) -> dict:
-    import ray
+    ray = require("ray", "ray")
 
-    from mmdx.tools.ray_runner import RayRunner
+    from mmdx.tools.serving.ray_runner import RayRunner
 
     report: dict = {"cluster_resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}
     with RayRunner(tool_names=list(TOOLS), request_timeout_s=300) as runner:
@@ -208,10 +209,11 @@ def run_check(reference: dict | None, requests: int = 256, device: str = "cuda",
     """The whole check. `device="cpu"` runs the same steps without a GPU (a dry run of this script)."""
     import torch
 
-    import ray
+    ray = require("ray", "ray")
 
     from mmdx.evals.serving_bench import BenchConfig, _run_bench, machine_info
-    from mmdx.tools.ray_runner import RayRunner, ensure_ray
+    from mmdx.tools.serving.cluster import ensure_ray
+    from mmdx.tools.serving.ray_runner import RayRunner
     from mmdx.tools.runner import InProcessRunner
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -226,8 +228,8 @@ def run_check(reference: dict | None, requests: int = 256, device: str = "cuda",
         started = ensure_ray(None)
         try:
             _stage(report, "placement", out, check_placement, inputs, gpu_probs)
-            for label, cfg in (("serving_8_clients_1_actor", BenchConfig(requests=requests, clients=8, device=device)),
-                               ("serving_32_clients_4_actors", BenchConfig(requests=4 * requests, clients=32,
+            for label, cfg in (("serving_8_clients_1_actor", BenchConfig(requests=requests, clients=8, device=device, serve=False)),
+                               ("serving_32_clients_4_actors", BenchConfig(requests=4 * requests, clients=32, serve=False,
                                                                           pool_size=4, device=device))):
                 _stage(report, label, out, _run_bench, cfg, RayRunner, InProcessRunner)
         finally:

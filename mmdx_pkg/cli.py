@@ -4,7 +4,7 @@ table below names modules, core never imports them at import time.
 
 For scripts: a typed mmdx error that escapes a command is one line on stderr (with `--json`, a JSON
 object on stdout: {"error", "message", "field"}) and exit status 1, never a traceback; a closed
-pipe (`mmdx tool cxr --case X --json | head`) ends quietly with status 141, as other tools do.
+pipe (`mmdx tools run cxr --case X --json | head`) ends quietly with status 141, as other tools do.
 `mmdx --help` lists every command and its subcommands (tests/test_cli_scripts.py checks the list
 against each command's own dispatch)."""
 from __future__ import annotations
@@ -21,8 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mmdx.agent.cli:demo_main", "run the main job: the agent (or the tools) on a demo case"),
     "data": ("mmdx.data.cli:main", "build the synthetic cohort, write demo cases, read real datasets"),
     "case": ("mmdx.core.case_cli:main", "validate case files; import a CSV or FHIR bundle as a case"),
-    "tools": ("mmdx.tools.cli:tools_main", "list the registered tools"),
-    "tool": ("mmdx.tools.cli:tool_main", "run one tool on a case"),
+    "tools": ("mmdx.tools.cli:tools_main", "list the registered tools; run one on a case"),
+    "tool": ("mmdx.tools.cli:tool_main", "deprecated spelling of `mmdx tools run`"),
     "train": ("mmdx.models.train:main", "train a modality model (cxr, labs, notes)"),
     "diagnose": ("mmdx.agent.cli:diagnose_main", "run the diagnostic agent on a case"),
     "chat": ("mmdx.agent.cli:chat_main", "chat with the agent in the terminal"),
@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "data": ("build", "demo", "stats", "make-demo", "import", "split"),
     "case": ("validate", "import"),
-    "tools": ("list",),
+    "tools": ("list", "run"),
     "train": ("cxr", "labs", "notes"),
     "bench": ("serving", "agent", "gpu"),
     "eval": ("run", "report", "injection"),
@@ -122,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             return _report_error(name, e, "--json" in rest)
         except BrokenPipeError:
             return _quiet_broken_pipe()
+    except ModuleNotFoundError as e:  # an optional part that is not installed: one line naming its extra
+        from mmdx.core.extras import MissingExtra, extra_for, missing_message
+
+        extra = extra_for(e)
+        if extra is None:
+            raise
+        return _report_error(name, MissingExtra(missing_message(e.name, extra)), "--json" in rest)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ class CrossAttention(nn.Module):
     """Pre-LayerNorm cross-attention block: tokens of one stream (`q_from`) read another (`kv_from`).
 
     `kv_mask` (B, S) marks the real tokens of `kv_from`. Used by the fusion model to let, say, lab
-    tokens attend to image patches.
+    tokens attend to image patches (models/fusion.py: cross_attention, irene).
     """
 
     def __init__(self, n_embd: int, n_head: int, mlp_ratio: int = 4, dropout: float = 0.0, bias: bool = True):

@@ -9,6 +9,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 FAKE_PYTHON = r'''#!/usr/bin/env bash
@@ -67,3 +69,26 @@ def test_the_test_script_asks_for_the_dev_extras(tmp_path):
     assert _run(root, "--dev").stderr == "" and _run(root).stderr == ""  # dev covers runtime
     assert "./scripts/setup --dev" in (ROOT / "scripts" / "test").read_text()
     assert '"$here/scripts/setup"\n' in (ROOT / "mmdx").read_text()  # ./mmdx: runtime only
+
+
+def test_extras_install_on_request_and_are_kept(tmp_path):
+    root = _checkout(tmp_path)
+    calls = root / ".venv" / "bin" / "calls.log"
+    r = _run(root, "--extras", "serve,ray")
+    assert r.returncode == 0 and "with extras ray,serve" in r.stderr
+    assert any("-e .[ray,serve]" in c for c in calls.read_text().splitlines())
+    assert _run(root, "--extras", "ray").stderr == "" and _run(root).stderr == ""  # already there
+    assert _run(root, "--extras=train").returncode == 0  # a new one: installed with those already there
+    assert any("-e .[ray,serve,train]" in c for c in calls.read_text().splitlines())
+    bad = _run(root, "--extras", "gpu")
+    assert bad.returncode == 2 and "unknown extra 'gpu'" in bad.stderr
+    assert _run(root, "--bogus").returncode == 2
+
+
+def test_the_dev_extra_holds_every_optional_part():
+    """scripts/test installs `dev`: it must bring every extra, or tests of a part would be skipped."""
+    tomllib = pytest.importorskip("tomllib")
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (self_ref,) = [d for d in extras["dev"] if d.startswith("mmdx[")]
+    assert set(self_ref[len("mmdx["):-1].split(",")) == set(extras) - {"dev"}

@@ -121,13 +121,18 @@ def test_cli_scores_the_demo_cases_with_the_shipped_models(tmp_path, capsys):
 
 
 @pytest.mark.ray
-def test_scoring_through_ray_actors_stores_what_the_in_process_runner_does(ray_session, tmp_path):
+@pytest.mark.parametrize("runner_name", ["ray", "serve"])
+def test_scoring_through_ray_actors_stores_what_the_in_process_runner_does(ray_session, tmp_path, runner_name):
     ray_session.cloudpickle.register_pickle_by_value(agent_fakes)
     ray_session.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    from mmdx.tools.ray_runner import RayRunner
+    if runner_name == "serve":
+        pytest.importorskip("ray.serve", reason="Ray Serve is the [serve] extra")
+        from mmdx.tools.serving.serve_runner import ServeRunner as Runner
+    else:
+        from mmdx.tools.ray_runner import RayRunner as Runner
 
     files = _folder(tmp_path)
-    runner = RayRunner(tool_names=["cxr", "labs", "notes"], tool_factory=_Fakes(), request_timeout_s=60)
+    runner = Runner(tool_names=["cxr", "labs", "notes"], tool_factory=_Fakes(), request_timeout_s=60)
     try:
         wf.score(files, runner, tmp_path / "ray.sqlite", "r1", ["cxr", "labs", "notes"], chunk=2, concurrency=2)
         assert sum(st["calls"] for st in runner.actor_stats().values()) >= 3  # it really went through the actors

@@ -5,7 +5,8 @@
 and timeouts all come back as typed failures the graph can reason about, so one bad tool never
 sinks a case. Calls to different tools run in parallel; calls to one tool are grouped into one
 batched forward pass. `InProcessRunner` is the single-process runner (tests, single calls);
-`mmdx.tools.ray_runner.RayRunner` is the same interface over Ray actors.
+`mmdx.tools.serving` holds the same interface over Ray: the hand-built actor runner (`RayRunner`)
+and one on Ray Serve deployments (`ServeRunner`). `run_batch` is how every runner calls a tool.
 """
 from __future__ import annotations
 
@@ -72,13 +73,9 @@ class InProcessRunner:
         except ToolInputError as e:
             return [failure_from(name, i.case.case_id, e) for i in inputs]
         try:
-            outs = tool.batch(inputs) if hasattr(tool, "batch") else [_call_one(tool, i) for i in inputs]
-        except Exception as e:  # a tool bug must not sink the other tools' results
-            log.exception("tool %s raised", name)
-            return [ToolFailure(tool=name, case_id=i.case.case_id, kind="tool_error", message=f"{type(e).__name__}: {e}") for i in inputs]
+            return run_batch(name, tool, inputs)
         finally:
             self.last_latency_s[name] = time.perf_counter() - t0
-        return [failure_from(name, i.case.case_id, o) if isinstance(o, ToolInputError) else o for i, o in zip(inputs, outs)]
 
     def run(self, requests: Sequence[tuple[str, CaseInput]], timeout_s: float | None = None) -> list[ToolResult]:
         timeout = self._timeout_s if timeout_s is None else timeout_s
@@ -103,11 +100,45 @@ class InProcessRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _call_one(tool, inp: CaseInput):
+def failures(tool: str, inputs: Sequence[CaseInput], kind: FailureKind, message: str, retried: int = 0) -> list[ToolFailure]:
+    """The same failure for each of `inputs`."""
+    return [ToolFailure(tool=tool, case_id=i.case.case_id, kind=kind, message=message, retried=retried) for i in inputs]
+
+
+def guarded(name: str, inputs: Sequence[CaseInput], run: Callable[[], list], what: str = "batch") -> list:
+    """`run()`'s outputs for `inputs`, one per input. An exception (a tool returns per-case
+    ToolInputErrors, it does not raise them from `batch`) is a bug in tool `name`: it is logged with
+    its traceback and every input gets a `tool_error` failure, as does a wrong number of outputs, so
+    one tool's bug never sinks the rest of a case."""
     try:
-        return tool(inp)
-    except ToolInputError as e:
-        return e
+        outs = run()
+    except Exception as e:  # noqa: BLE001 - a tool bug fails these inputs; it is logged, not hidden
+        log.exception("tool %s raised", name)
+        return failures(name, inputs, "tool_error", f"{type(e).__name__}: {e}")
+    if len(outs) != len(inputs):
+        return failures(name, inputs, "tool_error", f"{name}.{what} returned {len(outs)} results for {len(inputs)} inputs")
+    return list(outs)
+
+
+def typed(name: str, inputs: Sequence[CaseInput], outs: list) -> list[ToolResult]:
+    """Outputs with each ToolInputError (per-case bad input) turned into its ToolFailure."""
+    return [failure_from(name, i.case.case_id, o) if isinstance(o, ToolInputError) else o for i, o in zip(inputs, outs)]
+
+
+def run_batch(name: str, tool, inputs: Sequence[CaseInput]) -> list[ToolResult]:
+    """Tool `name` on `inputs` as typed results, in order: `tool.batch` when it has one (one
+    forward pass), else one call per input. Never raises for a tool's fault (see `guarded`). Every
+    runner calls tools through this."""
+    def call_each() -> list:
+        outs: list = []
+        for inp in inputs:
+            try:
+                outs.append(tool(inp))
+            except ToolInputError as e:
+                outs.append(e)
+        return outs
+
+    return typed(name, inputs, guarded(name, inputs, lambda: tool.batch(list(inputs)) if hasattr(tool, "batch") else call_each()))
 
 
 def _shared_tool(name: str):

@@ -33,6 +33,7 @@ from mmdx.core.config import home
 from mmdx.core.db import connect_durable
 from mmdx.core.errors import CaseValidationError
 from mmdx.core.tool import CaseInput, ClassifierOutput
+from mmdx.tools.serving.options import RUNNERS
 
 ANY_TOOL = "*"  # the tool column of a case file that did not load
 
@@ -182,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--chunk", type=int, default=32, help="cases per runner call")
     s.add_argument("--concurrency", type=int, default=2, help="chunks in flight")
     s.add_argument("--timeout-s", type=float, default=300, help="per runner call")
-    s.add_argument("--runner", default="inprocess", choices=["inprocess", "ray"])
+    s.add_argument("--runner", default="inprocess", choices=RUNNERS, help="in this process, Ray actors, or Ray Serve")
     s.add_argument("--ray-address", help="join an existing Ray cluster")
-    s.add_argument("--ray-pools", default="", metavar="TOOL=N,...", help="actors per tool, e.g. cxr=2")
+    s.add_argument("--ray-pools", default="", metavar="TOOL=N,...", help="actors (replicas) per tool, e.g. cxr=2")
     sm = sub.add_parser("summary", help="what a scoring run holds")
     sm.add_argument("--run-id", required=True)
     sm.add_argument("--db", default=str(home() / "scores.sqlite"))
@@ -212,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"mmdx workflow: no case files (*.json) under {folder}", file=sys.stderr)
         return 2
-    if args.runner == "ray":
-        from mmdx.tools.ray_runner import RayRunner, parse_pool_sizes, unknown_pool_tools
+    if args.runner != "inprocess":
+        from mmdx.tools.serving.options import open_runner, parse_pool_sizes, unknown_pool_tools
 
         try:
             pools = parse_pool_sizes(args.ray_pools)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"mmdx workflow: --ray-pools: {problem}", file=sys.stderr)
             return 2
-        runner = RayRunner(tool_names=tools, address=args.ray_address, pool_sizes=pools)
+        runner = open_runner(args.runner, tool_names=tools, address=args.ray_address, pool_sizes=pools)
     else:
         from mmdx.tools.runner import InProcessRunner
 
