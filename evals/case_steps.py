@@ -26,6 +26,7 @@ import numpy as np
 
 from mmdx.core import registry
 from mmdx.core.case import Modality, PatientCase
+from mmdx.core.labels import IMAGING_FINDINGS
 from mmdx.core.tool import ClassifierOutput
 from mmdx.evals.results_log import Cost, NamedResult
 from mmdx.tools.schedule import run_with_dependencies
@@ -41,7 +42,9 @@ def named(res, cost_ms: float = 0.0, tools_run: list[str] | None = None) -> Name
     """A tool result (ClassifierOutput or ToolFailure) as a NamedResult."""
     if isinstance(res, ClassifierOutput):
         top = max(res.scores, key=lambda s: s.probability)
-        return NamedResult(target=res.target, scores={s.label: round(s.probability, 6) for s in res.scores},
+        # the labels say what the scores are about (a notes tool on IU weights scores imaging findings)
+        target = "imaging_findings" if {s.label for s in res.scores} <= set(IMAGING_FINDINGS) else res.target
+        return NamedResult(target=target, scores={s.label: round(s.probability, 6) for s in res.scores},
                            thresholds={s.label: round(s.threshold, 6) for s in res.scores}, top=top.label,
                            ood_flag=res.ood_flag, tools_run=tools_run or [res.tool],
                            cost=Cost(tool_ms=round(cost_ms, 3), model_calls=len(tools_run or [res.tool])),
@@ -65,11 +68,31 @@ def run_tools(runner, case: PatientCase, names: list[str]) -> dict[str, NamedRes
 
 
 class ToolsStepRunner:
+    """`weights` (tool -> folder) runs those tools from other weights (the notes model trained on the
+    real IU reports: `notes: models/weights/notes_iu`), through their own runner and cache keys."""
+
     def __init__(self, step, ctx):
         self.step, self.ctx = step, ctx
+        self.runner = ctx.runner
+        if step.weights:
+            from mmdx.evals.tool_cache import CachingRunner
+            from mmdx.tools.runner import InProcessRunner
+
+            repo = Path(__file__).resolve().parents[1]
+            weights = {t: str((Path(w) if Path(w).exists() else repo / w).resolve()) for t, w in step.weights.items()}
+            built: dict = {}
+
+            def factory(name: str):
+                if name not in built:
+                    built[name] = registry.tool_class(name)(weights_dir=weights[name]) if name in weights else registry.build(name)
+                return built[name]
+
+            inner = None if ctx.replay else InProcessRunner(tool_factory=factory)
+            self.runner = CachingRunner(inner, Path(ctx.replay or ctx.out) / "cache", replay=ctx.replay is not None,
+                                        weights=weights)
 
     def run_case(self, case: PatientCase) -> dict[str, NamedResult]:
-        return run_tools(self.ctx.runner, case, self.step.tools)
+        return run_tools(self.runner, case, self.step.tools)
 
 
 class MissingnessStepRunner:

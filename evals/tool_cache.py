@@ -134,6 +134,8 @@ class CachingRunner:
                 out[i] = ToolFailure(tool=tool, case_id=inp.case.case_id, kind="tool_error",
                                      message=f"WeightsError: no model card at {card} (weights not shipped yet)")
                 self.last_costs_ms[tool] = 0.0
+                if key not in self.cache.entries:  # recorded, so a replay fails the same way
+                    self.cache.put(key, {"tool": tool, "case_id": inp.case.case_id, "ms": 0.0, "result": _result_json(out[i])})
                 continue
             hit = self.cache.entries.get(key)
             if hit is not None and (self.replay or not getattr(inp, "with_encoding", False)):
@@ -169,10 +171,10 @@ class CachingRunner:
     def warm(self, tools: list[str]) -> None:
         """Load the in-process models before anything is timed (a first call would pay for the load)."""
         from mmdx.core.errors import WeightsError
-        from mmdx.tools.runner import InProcessRunner
+        from mmdx.tools import runner as runner_mod
 
-        if self.replay or not isinstance(self.inner, InProcessRunner):
-            return
+        if self.replay or getattr(self.inner, "_factory", None) is not runner_mod._shared_tool:
+            return  # Ray actors load their models when they start; a caller's own factory is its business
         from mmdx import tools as registry_tools
 
         for t in tools:

@@ -51,12 +51,13 @@ class RunContext:
     """What steps share: the workflow, the case source, the (caching) runner and LLM, the out folder."""
 
     def __init__(self, wf: Workflow, out: Path, runner_kind: str, replay: Path | None, llm_spec: str | None,
-                 root: Path = Path(".")):
+                 root: Path = Path("."), inner_runner=None, llm_factory=None):
         self.workflow, self.out, self.replay, self.llm_spec = wf, Path(out), replay, llm_spec
         self.source = CaseSource(wf.dataset, root)
+        self._llm_factory = llm_factory  # tests: a scripted LLM instead of load_llm
         cache_dir = (replay or self.out) / "cache"
-        inner = None
-        if replay is None:
+        inner = inner_runner
+        if replay is None and inner is None:
             if runner_kind == "ray":
                 from mmdx.tools.ray_runner import RayRunner
 
@@ -82,7 +83,8 @@ class RunContext:
             else:
                 from mmdx.agent.llm import config_from_spec, load_llm
 
-                llm = load_llm(config_from_spec(self.llm_spec or spec.llm, n_threads=spec.threads))
+                llm = (self._llm_factory(spec) if self._llm_factory else
+                       load_llm(config_from_spec(self.llm_spec or spec.llm, n_threads=spec.threads)))
                 self.llm_cache = CachingLLM(llm, self._cache_dir)
                 meta.parent.mkdir(parents=True, exist_ok=True)
                 meta.write_text(json.dumps({"model_id": self.llm_cache.model_id}) + "\n")
@@ -212,8 +214,9 @@ def run_other_step(step, ctx: RunContext, results: ResultsLog, progress: bool, o
 
 
 def run_workflow(wf: Workflow, out: Path, runner: str | None = None, replay: Path | None = None, llm: str | None = None,
-                 progress: bool = True, on_record=None, root: Path = Path(".")) -> dict:
-    """Run (or resume) `wf` into `out`; returns the summary."""
+                 progress: bool = True, on_record=None, root: Path = Path("."), inner_runner=None, llm_factory=None) -> dict:
+    """Run (or resume) `wf` into `out`; returns the summary. `inner_runner` and `llm_factory` replace
+    the real tool runner and LLM (tests); `replay` uses neither."""
     from mmdx.evals.report_html import write_report
     from mmdx.evals.summarize import summarize
 
@@ -223,7 +226,7 @@ def run_workflow(wf: Workflow, out: Path, runner: str | None = None, replay: Pat
         wf = wf.model_copy(update={"runner": runner})
     (out / "workflow.json").write_text(wf.model_dump_json(indent=2) + "\n")
     t0, load0 = time.time(), os.getloadavg()
-    ctx = RunContext(wf, out, wf.runner, replay, llm, root)
+    ctx = RunContext(wf, out, wf.runner, replay, llm, root, inner_runner=inner_runner, llm_factory=llm_factory)
     results = ResultsLog(out / "results.jsonl")
     try:
         for step in wf.steps:
