@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--replay", help="a finished run folder: every tool output and LLM answer from its cache, no model loads")
     r.add_argument("--runner", choices=["inprocess", "ray"], help="override the workflow's runner")
     r.add_argument("--llm", help="override the LLM of the workflow's agent steps (as mmdx diagnose --llm)")
+    r.add_argument("--limit", type=int, help="override the workflow's limit: the first N cases of each split (a quick check)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep = sub.add_parser("report", help="re-render summary.json and report.html of a run folder")
     rep.add_argument("out")
@@ -278,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         print(Path(args.out) / "report.html")
         return 0
     wf = load_workflow(args.workflow)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise WorkflowError("--limit must be at least 1")
+        wf = wf.model_copy(update={"limit": args.limit})
     summary = run_workflow(wf, Path(args.out), runner=args.runner, replay=Path(args.replay) if args.replay else None,
                            llm=args.llm, progress=not args.no_progress)
     print(json.dumps({"workflow": wf.name, "out": args.out, "steps": sorted(summary.get("steps", {}))}))

@@ -67,7 +67,7 @@ def _cases(folder: Path, n: int = 8) -> Path:
     for split in ("test", "val"):
         for i in range(n):
             wheeze = i % 2 == 0
-            c = make_case(case_id=f"{split}{i}", cxr=False,
+            c = make_case(case_id=f"{split}{i}", cxr=True,
                           note_text="Wheeze and cough." if wheeze else "Cough and fever for three days.")
             c = c.model_copy(update={"labels": CaseLabels(diagnoses=("copd_exacerbation",) if wheeze else ("pneumonia",))})
             c.save(folder / "cases" / split / f"{c.case_id}.json")
