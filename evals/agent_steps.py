@@ -77,8 +77,12 @@ class AgentHarness:
             from mmdx.agent.graph import AgentConfig, DiagnosticAgent
 
             llm = self.ctx.llm(self.spec)
-            cfg = AgentConfig(rationale_by_llm=self.spec.claims_by_llm)
+            cfg = AgentConfig(rationale_by_llm=self.spec.claims_by_llm, llm_timeout_s=self.spec.llm_timeout_s)
             self._agent = DiagnosticAgent(llm, runner=self.ctx.runner, config=cfg)
+            # the fixed system prompt into the LLM's prompt cache once, as `mmdx diagnose` and a server do:
+            # a start-up cost, not any case's (through the answer cache, so a replay makes the same call)
+            self._agent.warm_up()
+            self.ctx.llm_cache.drain_ms()
         return self._agent
 
     def run(self, case: PatientCase, table) -> NamedResult:

@@ -105,6 +105,7 @@ class AgentSpec(_Strict):
     threads: int = 1
     claims_by_llm: bool = True  # False: mmdx writes the claims (faster; the LLM only plans)
     sample: int | None = Field(default=None, ge=1)  # run the LLM on this many cases of the split (evenly spread)
+    llm_timeout_s: float = Field(default=300.0, gt=0)  # per LLM call; a call past it degrades the answer, visibly
 
 
 class AgentStep(_Step):
