@@ -30,7 +30,7 @@ from mmdx.core.case import PatientCase
 from mmdx.core.labels import DIAGNOSES
 from mmdx.core.tool import ClassifierOutput
 from mmdx.evals.relevance import FUSED, answer, relevant_tools, tool_table
-from mmdx.evals.results_log import Cost, NamedResult
+from mmdx.workflows.results_log import Cost, NamedResult
 
 log = logging.getLogger(__name__)
 STUDENTS = ("student_cxr", "student_labs", "student_notes")

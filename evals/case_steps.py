@@ -1,6 +1,6 @@
 """The case-by-case workflow steps that need no LLM: tools, missingness patterns and trust probes.
 
-Each step turns one case into one `ResultRecord` (evals/results_log.py) holding a `NamedResult` per
+Each step turns one case into one `ResultRecord` (workflows/results_log.py) holding a `NamedResult` per
 tool (per tool and pattern, per tool and probe). Tools run through the run's runner (in-process or
 Ray, behind the output cache), dependencies first, so the fused model reads the encoders' tokens.
 A tool that cannot run (an absent modality, missing weights, a crash) is a typed failure in its
@@ -28,7 +28,7 @@ from mmdx.core import registry
 from mmdx.core.case import Modality, PatientCase
 from mmdx.core.labels import IMAGING_FINDINGS
 from mmdx.core.tool import ClassifierOutput
-from mmdx.evals.results_log import Cost, NamedResult
+from mmdx.workflows.results_log import Cost, NamedResult
 from mmdx.tools.schedule import run_with_dependencies
 
 PATTERNS: dict[str, tuple[str, ...]] = {  # pattern -> modalities removed

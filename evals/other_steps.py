@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS
-from mmdx.evals.results_log import NamedResult
+from mmdx.workflows.results_log import NamedResult
 from mmdx.evals.workflow_spec import WorkflowError
 
 log = logging.getLogger(__name__)

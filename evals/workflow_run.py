@@ -7,7 +7,7 @@
 
 What a run writes in DIR:
 - `results.jsonl`: one record per (step, case) in one schema for every kind of step
-  (evals/results_log.py), appended as each case finishes; a killed run resumes with the same
+  (workflows/results_log.py), appended as each case finishes; a killed run resumes with the same
   command, skipping what is there;
 - `cache/tools.jsonl`, `cache/llm.jsonl`: every tool output by (tool, input digest, weights digest)
   and every LLM answer by prompt digest, each with its measured latency (evals/tool_cache.py);
@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mmdx.evals.cases import CaseSource, truth_of
-from mmdx.evals.results_log import NamedResult, ResultRecord, ResultsLog
+from mmdx.workflows.results_log import NamedResult, ResultRecord, ResultsLog
 from mmdx.evals.tool_cache import CachingLLM, CachingRunner
 from mmdx.evals.workflow_spec import Workflow, WorkflowError, load_workflow
 
