@@ -90,6 +90,11 @@ class AgentHarness:
         self.ctx.llm_cache.drain_ms()
         final = agent.run(case)
         llm_ms, llm_calls = self.ctx.llm_cache.drain_ms()
+        asks = [e["step"] for e in final.get("events", []) if "schema_valid" in e]  # one per LLM call, in order
+        by_stage: dict[str, float] = {}
+        if len(asks) == len(self.ctx.llm_cache.last_calls_ms):
+            for stage, ms in zip(asks, self.ctx.llm_cache.last_calls_ms):
+                by_stage[stage] = round(by_stage.get(stage, 0.0) + ms, 3)
         dx = final["diagnosis"]
         proposed = set()
         for e in final.get("events", []):
@@ -105,6 +110,7 @@ class AgentHarness:
                       model_calls=len(ran) + llm_calls),
             extra={"proposed": sorted(proposed), "relevant": sorted(relevant_tools(table)), "llm_calls": llm_calls,
                    "llm_valid": sum(bool(e.get("schema_valid")) for e in final.get("events", []) if "schema_valid" in e),
+                   "llm_ms_by_stage": by_stage,
                    "overrides": len(dx.overrides), "rationale_source": dx.rationale_source,
                    "claims_refused": len(dx.grounding.rejected), "urgent_review": dx.urgent_review,
                    "degraded": len(dx.degraded)})

@@ -185,6 +185,11 @@ def _routing(step_records, ms, wf, step) -> dict:
                    "mean_tool_ms": round(float(np.mean([r.cost.tool_ms for r in ok])), 2) if ok else None,
                    "mean_llm_ms": round(float(np.mean([r.cost.llm_ms for r in ok])), 2) if ok else None,
                    "mean_model_calls": round(float(np.mean([r.cost.model_calls for r in ok])), 3) if ok else None}
+            if name == "llm_scheduler" and any("llm_ms_by_stage" in r.extra for r in ok):
+                row["llm_ms_by_stage"] = {st: M.latency([r.extra.get("llm_ms_by_stage", {}).get(st, 0.0) for r in ok])
+                                          for st in ("plan", "reflect", "answer")}
+                row["tool_selection"] = M.selection([set(r.extra.get("proposed", [])) for r in ok],
+                                                    [set(r.extra.get("relevant", [])) for r in ok])
             table[name] = row
             if name not in ("oracle", "majority") and row["mean_tool_ms"] is not None:
                 points[name] = (row["mean_tool_ms"] + (row["mean_llm_ms"] or 0.0), row["top1"])
@@ -209,7 +214,15 @@ def _agent(records, ms, wf) -> dict:
         if a is not None:
             proposed.append(set(a.extra.get("proposed", [])))
             relevant.append(set(a.extra.get("relevant", [])))
+    stages: dict[str, list[float]] = defaultdict(list)
+    for rec in recs:
+        a = rec.results.get("agent")
+        if a is not None:
+            stages["tools"].append(a.cost.tool_ms)
+            for st in ("plan", "reflect", "answer") if "llm_ms_by_stage" in a.extra else ():
+                stages[f"llm_{st}"].append(a.extra.get("llm_ms_by_stage", {}).get(st, 0.0))
     return {"results": block, "tool_selection": M.selection(proposed, relevant),
+            "latency_by_stage": {k: M.latency(v) for k, v in sorted(stages.items())},
             "relevance": "a runnable tool whose absence changes the top diagnosis or the abstention (evals/relevance.py)"}
 
 

@@ -203,6 +203,8 @@ class CachingLLM:
         self.last_timings: dict | None = None
         self._ms = 0.0
         self._calls = 0
+        self._per_call: list[float] = []
+        self.last_calls_ms: list[float] = []  # the recorded ms of each call up to the last drain, in order
 
     def _key(self, messages, schema) -> str:
         return hashlib.sha256(json.dumps([self.model_id, messages, schema], sort_keys=True).encode()).hexdigest()
@@ -224,6 +226,7 @@ class CachingLLM:
             self.cache.put(key, hit)
         self._ms += hit["ms"]
         self._calls += 1
+        self._per_call.append(hit["ms"])
         self.last_timings = hit.get("timings")
         if hit.get("error"):
             raise _rebuild_error(hit["error"])
@@ -234,6 +237,7 @@ class CachingLLM:
 
     def drain_ms(self) -> tuple[float, int]:
         out = (self._ms, self._calls)
+        self.last_calls_ms, self._per_call = self._per_call, []
         self._ms, self._calls = 0.0, 0
         return out
 
