@@ -103,12 +103,12 @@ def routing_block() -> str:
     for view, title in (("llm_sample", "the LLM's sample"), ("all_cases", "the whole split (no LLM)")):
         b = step[view]
         out += ["", f"On {title}: {b['n_cases']} cases. LLM scheduler: {b['llm_scheduler'] or 'not run on these cases'}.", "",
-                "| policy | macro AUROC (95% CI) | top-1 | abstains | tool ms / case | LLM ms / case | model calls / case |",
-                "|---|---|---|---|---|---|---|"]
+                "| policy | macro AUROC (95% CI) | top-1 | abstains | no answer | tool ms / case | LLM ms / case | model calls / case |",
+                "|---|---|---|---|---|---|---|---|"]
         for name, r in sorted(step[view]["policies"].items(), key=lambda kv: (kv[0] != "llm_scheduler", kv[0])):
             ci = r.get("macro_auroc_ci95")
             out.append(f"| {name}{' (hindsight)' if name == 'oracle' else ''} | {_f(r['macro_auroc'])}" + (f" ({_f(ci)})" if ci else "")
-                       + f" | {_f(r['top1'])} | {_f(r['abstention_rate'])} | {_f(r['mean_tool_ms'], 1)} | {_f(r['mean_llm_ms'], 0)} | "
+                       + f" | {_f(r['top1'])} | {_f(r['abstention_rate'])} | {r.get('n_failed', 0)}/{r['n']} | {_f(r['mean_tool_ms'], 1)} | {_f(r['mean_llm_ms'], 0)} | "
                        f"{_f(r['mean_model_calls'], 2)} |")
         out.append(f"\nOn the frontier (top-1 against cost): {', '.join(b['frontier_top1_vs_cost']) or 'none'}.")
     return "\n".join(out)

@@ -179,7 +179,7 @@ def _routing(step_records, ms, wf, step) -> dict:
         for (name, _), rows in col.sorted():
             b = score_block(rows, "diagnoses", ms)
             ok = [r for _, _, r in rows]
-            row = {"n": len(rows), "macro_auroc": b["classification"].get("macro_auroc"),
+            row = {"n": len(rows), "n_failed": sum(not r.ok for r in ok), "macro_auroc": b["classification"].get("macro_auroc"),
                    "macro_auroc_ci95": b["classification"].get("macro_auroc_ci95"), "top1": b["top1"]["top1"],
                    "abstention_rate": b["abstention_rate"],
                    "mean_tool_ms": round(float(np.mean([r.cost.tool_ms for r in ok])), 2) if ok else None,

@@ -253,7 +253,9 @@ def report_only(out: Path) -> dict:
     from mmdx.evals.summarize import summarize
 
     wf = Workflow.model_validate_json((Path(out) / "workflow.json").read_text())
-    source_desc = CaseSource(wf.dataset).describe() if wf.dataset.iu_reports is not None else str(wf.dataset.model_dump(mode="json"))
+    previous = Path(out) / "summary.json"
+    source_desc = (json.loads(previous.read_text())["dataset"] if previous.is_file()
+                   else CaseSource(wf.dataset).describe())  # what the run itself recorded, else the source's own words
     summary = summarize(wf, ResultsLog(Path(out) / "results.jsonl"), source_desc)
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_report(Path(out), wf, summary, ResultsLog(Path(out) / "results.jsonl"))
