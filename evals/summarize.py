@@ -180,7 +180,10 @@ def _routing(step_records, ms, wf, step) -> dict:
             b = score_block(rows, "diagnoses", ms)
             ok = [r for _, _, r in rows]
             row = {"n": len(rows), "n_failed": sum(not r.ok for r in ok), "macro_auroc": b["classification"].get("macro_auroc"),
-                   "macro_auroc_ci95": b["classification"].get("macro_auroc_ci95"), "top1": b["top1"]["top1"],
+                   "macro_auroc_ci95": b["classification"].get("macro_auroc_ci95"),
+                   # top-1 over every case: a policy that gave no answer (a failed tool) missed it
+                   "top1": M.top1([r.top if r.ok and not r.abstained else None for _, _, r in rows],
+                                  [_truth(rec, "diagnoses") for _, rec, _ in rows])["top1"],
                    "abstention_rate": b["abstention_rate"],
                    "mean_tool_ms": round(float(np.mean([r.cost.tool_ms for r in ok])), 2) if ok else None,
                    "mean_llm_ms": round(float(np.mean([r.cost.llm_ms for r in ok])), 2) if ok else None,
