@@ -194,7 +194,7 @@ def _routing(step_records, ms, wf, step) -> dict:
                 row["tool_selection"] = M.selection([set(r.extra.get("proposed", [])) for r in ok],
                                                     [set(r.extra.get("relevant", [])) for r in ok])
             table[name] = row
-            if name not in ("oracle", "majority") and row["mean_tool_ms"] is not None:
+            if name not in ("oracle", "majority") and row["mean_tool_ms"] is not None and row["n_failed"] < row["n"]:
                 points[name] = (row["mean_tool_ms"] + (row["mean_llm_ms"] or 0.0), row["top1"])
         front = _frontier(points)
         verdict = None
