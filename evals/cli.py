@@ -63,8 +63,8 @@ DELEGATED_BENCHES = {
     "gpu": ("mmdx.evals.gpu_check:main", "CUDA placement, bf16 vs fp32, serving on the GPU"),
 }
 EVALS = {
-    "run": ("mmdx.evals.eval_run:main", "run (or resume) the agent over a cohort split"),
-    "report": ("mmdx.evals.eval_run:main", "summarise a run"),
+    "run": ("mmdx.evals.workflow_run:main", "run (or resume) an evaluation workflow: mmdx eval run FILE --out DIR"),
+    "report": ("mmdx.evals.workflow_run:main", "re-render a run folder's summary.json and report.html"),
     "injection": ("mmdx.evals.injection:main", "the prompt-injection suite with the real tools"),
 }
 
@@ -91,12 +91,12 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    """`mmdx eval run|report|injection`: resumable evaluation runs of the agent, and the injection suite."""
+    """`mmdx eval run|report|injection`: evaluation workflows (workflows/*.yaml), and the injection suite."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["injection"]:
         return _call(EVALS["injection"][0], argv[1:])
     if argv[:1] and argv[0] in EVALS:
-        return _call(EVALS[argv[0]][0], argv)  # eval_run parses run/report itself
+        return _call(EVALS[argv[0]][0], argv)  # workflow_run parses run/report itself
     p = argparse.ArgumentParser(prog="mmdx eval", description="Evaluations; `mmdx eval NAME --help` for each.")
     sub = p.add_subparsers(dest="eval", required=True)
     for name, (_, help_) in EVALS.items():

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mmdx.agent.web:main", "serve the chat web page"),
     "bench": ("mmdx.evals.cli:bench_main", "benchmarks (serving, agent, gpu)"),
     "eval": ("mmdx.evals.cli:eval_main", "evaluation workflows"),
-    "workflow": ("mmdx.workflows.score:main", "score a folder of cases with the tools, via the runner, into SQLite"),
+    "workflow": ("mmdx.workflows.score:main", "score a folder of cases with the tools, via the runner, into results.jsonl"),
     "audit": ("mmdx.core.audit:main", "verify the hash-chained audit log"),
 }
 # command -> its subcommands, for `mmdx --help` (each command's module dispatches them)

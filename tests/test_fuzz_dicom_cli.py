@@ -310,7 +310,7 @@ def world(tmp_path_factory):
     import mmdx.data.cohort
     import mmdx.evals.agent_bench
     import mmdx.evals.cli
-    import mmdx.evals.eval_run
+    import mmdx.evals.workflow_run
     import mmdx.evals.gpu_check
     import mmdx.models.train
     import uvicorn
@@ -367,7 +367,7 @@ def world(tmp_path_factory):
     guards = {
         (mmdx.agent.cli, "build_agent"): "the agent", (mmdx.agent.llm, "load_llm"): "the LLM",
         (mmdx.data.cohort, "build_cohort"): "a data build", (mmdx.data.cohort, "select_demo"): "make-demo",
-        (mmdx.models.train, "run"): "training", (mmdx.evals.eval_run, "run"): "an eval run",
+        (mmdx.models.train, "run"): "training", (mmdx.evals.workflow_run, "run_workflow"): "an eval run",
         (mmdx.evals.agent_bench, "bench"): "the agent benchmark", (uvicorn, "run"): "a web server",
         (mmdx.evals.gpu_check, "run_check"): "the GPU check", (mmdx.evals.gpu_check, "make_reference"): "the GPU reference",
     }

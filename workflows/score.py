@@ -1,63 +1,60 @@
 """`mmdx workflow score`: every case of a folder through the modality tools, via the tool runner,
-into SQLite, resumable.
+into a run folder in the one results schema (workflows/results_log.py), resumable.
 
-    mmdx workflow score --cohort data/cohort --split test --run-id test-v1 [--runner ray --ray-pools cxr=2]
-    mmdx workflow summary --run-id test-v1
+    mmdx workflow score --cohort cohorts/default --split test --out runs/score-test [--runner ray --ray-pools cxr=2]
+    mmdx workflow summary runs/score-test
 
 Batch scoring is what the runner's batching is for. Cases go to the runner in chunks, every tool
 of every case of a chunk in one `run()` call, with `concurrency` chunks in flight: in-process that
 is one forward pass per tool per chunk; through Ray the tools run on their actors in parallel, and
 the chunks in flight keep each actor's next batch ready while it runs the current one.
 
-Each chunk is committed as soon as it is back (WAL, synchronous=FULL), so a run killed mid-way
-loses at most the chunks in flight, and the same --run-id carries on where it stopped. Stored per
-(case file, tool): the typed output (calibrated probabilities, thresholds, embedding, OOD score,
-provenance) or the typed failure (a missing modality, a corrupt image, a timeout, a dead actor).
-A case file that does not load is stored once, as tool "*", with the validation error; it never
-stops the run. The embeddings stored here are what a fusion or distillation workflow trains on.
+Each chunk's records are appended to `OUT/results.jsonl` as soon as it is back (flushed, fsync'd),
+so a run killed mid-way loses at most the chunks in flight, and the same --out carries on where it
+stopped. One record per (tool, case file): step = the tool, key = the file; its result holds the
+calibrated probabilities and thresholds and, in `extra["output"]`, the whole typed output (embedding,
+OOD score, provenance) or the typed failure (a missing modality, a corrupt image, a timeout, a dead
+actor). A case file that does not load is stored once, as tool "*", with the validation error; it
+never stops the run. The embeddings stored here are what a fusion or distillation workflow trains on
+(`load_outputs`).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
 from mmdx.core.case import PatientCase
-from mmdx.core.config import home
-from mmdx.core.db import connect_durable
 from mmdx.core.errors import CaseValidationError
 from mmdx.core.tool import CaseInput, ClassifierOutput
 from mmdx.tools.serving.options import RUNNERS
+from mmdx.workflows.results_log import NamedResult, ResultRecord, ResultsLog
 
-ANY_TOOL = "*"  # the tool column of a case file that did not load
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS score_runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, params TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tool_results (
-    run_id TEXT NOT NULL, source TEXT NOT NULL, tool TEXT NOT NULL, case_id TEXT, ok INTEGER NOT NULL,
-    kind TEXT, result_json TEXT NOT NULL, finished_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, source, tool)
-);
-"""
+ANY_TOOL = "*"  # the tool of a case file that did not load
+WORKFLOW = "score"
 
 
-def connect(db: str | Path) -> sqlite3.Connection:
-    return connect_durable(db, SCHEMA)
+def _record(src: str, tool: str, case_id: str | None, res) -> ResultRecord:
+    if isinstance(res, ClassifierOutput):
+        named = NamedResult(target=res.target, scores={s.label: s.probability for s in res.scores},
+                            thresholds={s.label: s.threshold for s in res.scores},
+                            top=max(res.scores, key=lambda s: s.probability).label, ood_flag=res.ood_flag, tools_run=[tool],
+                            model_id=res.provenance.model_id, weights_sha256=res.provenance.weights_sha256,
+                            extra={"output": json.loads(res.model_dump_json())})
+    elif isinstance(res, dict):  # a file that did not load
+        named = NamedResult(ok=False, failure_kind="invalid_input", failure=res["message"])
+    else:
+        named = NamedResult(ok=False, failure_kind=res.kind, failure=res.message, extra={"output": json.loads(res.model_dump_json())})
+    return ResultRecord(workflow=WORKFLOW, step=tool, kind="score", key=src, case_id=case_id, results={tool: named})
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _score_chunk(runner, files: list[Path], todo: dict[str, list[str]], timeout_s: float | None) -> list[tuple]:
-    """Rows (source, tool, case_id, ok, kind, result_json) for one chunk of case files."""
-    rows: list[tuple] = []
+def _score_chunk(runner, files: list[Path], todo: dict[str, list[str]], timeout_s: float | None) -> list[ResultRecord]:
+    """The records of one chunk of case files."""
+    rows: list[ResultRecord] = []
     requests: list[tuple[str, CaseInput]] = []
     where: list[tuple[str, str, str]] = []
     for f in files:
@@ -65,40 +62,33 @@ def _score_chunk(runner, files: list[Path], todo: dict[str, list[str]], timeout_
         try:
             case = PatientCase.load(f)
         except CaseValidationError as e:
-            rows.append((src, ANY_TOOL, None, 0, "invalid_input", json.dumps({"message": str(e)})))
+            rows.append(_record(src, ANY_TOOL, None, {"message": str(e)}))
             continue
         for tool in todo[src]:
             requests.append((tool, CaseInput(case=case)))
             where.append((src, tool, case.case_id))
     results = runner.run(requests, timeout_s=timeout_s) if requests else []
     for (src, tool, case_id), res in zip(where, results):
-        ok = isinstance(res, ClassifierOutput)
-        rows.append((src, tool, case_id, int(ok), None if ok else getattr(res, "kind", type(res).__name__),
-                     res.model_dump_json()))
+        rows.append(_record(src, tool, case_id, res))
     return rows
 
 
-def score(case_files: Sequence[Path], runner, db: str | Path, run_id: str, tools: Sequence[str],
-          chunk: int = 32, concurrency: int = 2, params: dict | None = None, timeout_s: float | None = None,
-          on_chunk: Callable[[int, int], None] | None = None) -> dict:
-    """Score `case_files` with `tools` through `runner` into `db` under `run_id`; resumes a run.
+def score(case_files: Sequence[Path], runner, out: str | Path, tools: Sequence[str], chunk: int = 32, concurrency: int = 2,
+          timeout_s: float | None = None, on_chunk: Callable[[int, int], None] | None = None) -> dict:
+    """Score `case_files` with `tools` through `runner` into `out`/results.jsonl; resumes a run.
 
-    Returns counts for this call: cases, rows scored ok, rows failed (typed), rows skipped (done
-    before). `on_chunk(done_files, total_files)` is called after each committed chunk."""
+    Returns counts for this call: cases, (file, tool) pairs scored ok, failed (typed), skipped
+    (done before). `on_chunk(done_files, total_files)` is called after each stored chunk."""
     tools = list(tools)
-    conn = connect(db)
+    log = ResultsLog(Path(out) / "results.jsonl")
     try:
-        with conn:
-            conn.execute("INSERT OR IGNORE INTO score_runs VALUES (?, ?, ?)",
-                         (run_id, _now(), json.dumps({"tools": tools, **(params or {})})))
-        done: dict[str, set[str]] = {}
-        for src, tool in conn.execute("SELECT source, tool FROM tool_results WHERE run_id = ?", (run_id,)):
-            done.setdefault(src, set()).add(tool)
         todo: dict[str, list[str]] = {}
         skipped = 0
         for f in case_files:
-            have = done.get(str(f), set())
-            missing = [] if ANY_TOOL in have else [t for t in tools if t not in have]
+            if log.done(ANY_TOOL, str(f)):
+                skipped += len(tools)
+                continue
+            missing = [t for t in tools if not log.done(t, str(f))]
             skipped += len(tools) - len(missing)
             if missing:
                 todo[str(f)] = missing
@@ -115,56 +105,48 @@ def score(case_files: Sequence[Path], runner, db: str | Path, run_id: str, tools
                 if nxt < len(chunks):
                     futures.append(pool.submit(_score_chunk, runner, chunks[nxt], todo, timeout_s))
                     nxt += 1
-                stamp = _now()
-                with conn:
-                    conn.executemany("INSERT OR REPLACE INTO tool_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                     [(run_id, *r, stamp) for r in rows])
-                counts["scored"] += sum(r[3] for r in rows)
-                counts["failed"] += sum(1 - r[3] for r in rows)
+                for rec in rows:
+                    log.append(rec)
+                    ok = all(r.ok for r in rec.results.values())
+                    counts["scored" if ok else "failed"] += 1
                 finished += len(chunks[k])
                 if on_chunk is not None:
                     on_chunk(finished, len(case_files))
-        return {"cases": counts["cases"], "scored": counts["scored"], "failed": counts["failed"],
-                "skipped": counts["skipped"]}
+        return {"cases": counts["cases"], "scored": counts["scored"], "failed": counts["failed"], "skipped": counts["skipped"]}
     finally:
-        conn.close()
+        log.close()
 
 
-def summary(db: str | Path, run_id: str) -> dict:
-    """Per tool: rows ok and failed by kind; cases; files that did not load."""
-    conn = connect(db)
-    try:
-        params = conn.execute("SELECT params FROM score_runs WHERE run_id = ?", (run_id,)).fetchone()
-        if params is None:
-            raise KeyError(f"no scoring run {run_id!r} in {db}")
-        per_tool: dict[str, dict] = {}
-        for tool, ok, kind, n in conn.execute(
-                "SELECT tool, ok, kind, COUNT(*) FROM tool_results WHERE run_id = ? GROUP BY tool, ok, kind", (run_id,)):
-            if tool == ANY_TOOL:
-                continue
-            t = per_tool.setdefault(tool, {"ok": 0, "failed": {}})
-            if ok:
-                t["ok"] += n
-            else:
-                t["failed"][kind] = n
-        files = conn.execute("SELECT COUNT(DISTINCT source) FROM tool_results WHERE run_id = ?", (run_id,)).fetchone()[0]
-        unreadable = conn.execute("SELECT COUNT(*) FROM tool_results WHERE run_id = ? AND tool = ?",
-                                  (run_id, ANY_TOOL)).fetchone()[0]
-        return {"run_id": run_id, "params": json.loads(params[0]), "case_files": files,
-                "unreadable_case_files": unreadable, "tools": per_tool}
-    finally:
-        conn.close()
+def summary(out: str | Path) -> dict:
+    """Per tool: rows ok and failed by kind; case files; files that did not load."""
+    path = Path(out) / "results.jsonl"
+    if not path.is_file():
+        raise KeyError(f"no scoring run in {out} (no results.jsonl)")
+    per_tool: dict[str, dict] = {}
+    files, unreadable = set(), 0
+    for rec in ResultsLog(path).records():
+        files.add(rec.key)
+        if rec.step == ANY_TOOL:
+            unreadable += 1
+            continue
+        r = rec.results[rec.step]
+        t = per_tool.setdefault(rec.step, {"ok": 0, "failed": {}})
+        if r.ok:
+            t["ok"] += 1
+        else:
+            t["failed"][r.failure_kind] = t["failed"].get(r.failure_kind, 0) + 1
+    return {"out": str(out), "case_files": len(files), "unreadable_case_files": unreadable,
+            "tools": dict(sorted(per_tool.items()))}
 
 
-def load_outputs(db: str | Path, run_id: str, tool: str) -> dict[str, ClassifierOutput]:
+def load_outputs(out: str | Path, tool: str) -> dict[str, ClassifierOutput]:
     """The stored outputs of `tool` that succeeded, by case id (what a fusion workflow reads)."""
-    conn = connect(db)
-    try:
-        rows = conn.execute("SELECT case_id, result_json FROM tool_results WHERE run_id = ? AND tool = ? AND ok = 1",
-                            (run_id, tool)).fetchall()
-    finally:
-        conn.close()
-    return {cid: ClassifierOutput.model_validate_json(js) for cid, js in rows}
+    outs = {}
+    for rec in ResultsLog(Path(out) / "results.jsonl").records(tool):
+        r = rec.results[tool]
+        if r.ok:
+            outs[rec.case_id] = ClassifierOutput.model_validate(r.extra["output"])
+    return outs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--cohort", help="a cohort built by `mmdx data build` (with --split)")
     s.add_argument("--split", default="test", choices=["train", "val", "test"])
     s.add_argument("--limit", type=int, help="first N case files")
-    s.add_argument("--run-id", required=True, help="same id = resume")
-    s.add_argument("--db", default=str(home() / "scores.sqlite"))
+    s.add_argument("--out", required=True, help="the run folder (results.jsonl); the same folder resumes")
     s.add_argument("--tools", default="cxr,labs,notes", help="comma-separated tool names")
     s.add_argument("--chunk", type=int, default=32, help="cases per runner call")
     s.add_argument("--concurrency", type=int, default=2, help="chunks in flight")
@@ -187,13 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--ray-address", help="join an existing Ray cluster")
     s.add_argument("--ray-pools", default="", metavar="TOOL=N,...", help="actors (replicas) per tool, e.g. cxr=2")
     sm = sub.add_parser("summary", help="what a scoring run holds")
-    sm.add_argument("--run-id", required=True)
-    sm.add_argument("--db", default=str(home() / "scores.sqlite"))
+    sm.add_argument("out", help="the run folder")
     args = p.parse_args(argv)
 
     if args.cmd == "summary":
         try:
-            print(json.dumps(summary(args.db, args.run_id), indent=2))
+            print(json.dumps(summary(args.out), indent=2))
         except KeyError as e:
             print(f"mmdx workflow: {e.args[0]}", file=sys.stderr)
             return 2
@@ -232,11 +212,10 @@ def main(argv: list[str] | None = None) -> int:
 
         runner = InProcessRunner()
     try:
-        counts = score(files, runner, args.db, args.run_id, tools, chunk=args.chunk, concurrency=args.concurrency,
-                       timeout_s=args.timeout_s, params={"folder": str(folder), "runner": args.runner},
+        counts = score(files, runner, args.out, tools, chunk=args.chunk, concurrency=args.concurrency, timeout_s=args.timeout_s,
                        on_chunk=lambda n, total: print(f"  {n}/{total} case files", flush=True))
     finally:
         runner.close()
     print(json.dumps(counts))
-    print(json.dumps(summary(args.db, args.run_id), indent=2))
+    print(json.dumps(summary(args.out), indent=2))
     return 0

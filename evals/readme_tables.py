@@ -1,0 +1,187 @@
+"""The README's figure tables, rendered from the files the code wrote: model cards, the cohort
+manifest, benchmark and evaluation JSON. Nothing in a marked block is typed by hand.
+
+    python -m mmdx.evals.readme_tables            # rewrite the marked blocks of README.md
+    python -m mmdx.evals.readme_tables --check    # exit 1 and print a diff when README.md is stale
+
+A block is delimited in the README by `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`;
+`BLOCKS[NAME]` renders it. tests/test_readme_tables.py re-renders every block and diffs.
+Sources (paths relative to the repository root):
+- `cohort`: evals/results/cohort_default_manifest.json (a copy of cohorts/default/manifest.json);
+- `models`: models/weights/*/card.json;
+- `workflows`: workflows/*.yaml;
+- `routing`: evals/results/routing_summary.json (summary.json of `mmdx eval run workflows/routing.yaml`);
+- `evals`: evals/results/<workflow>_summary.json for the other workflows that were run.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "evals" / "results"
+
+
+def _f(x, nd: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, (list, tuple)) and len(x) == 2 and all(v is not None for v in x):
+        return f"{x[0]:.{nd}f}–{x[1]:.{nd}f}"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cohort_block() -> str:
+    m = _json(RESULTS / "cohort_default_manifest.json")
+    if m is None:
+        return "_No cohort manifest recorded (evals/results/cohort_default_manifest.json)._"
+    p = m["params"]
+    splits = ("train", "val", "test")
+    labels = sorted({k for s in splits for k in m["counts"][s]}, key=lambda k: (k == "no_acute_finding", k))
+    lines = [f"`mmdx data build --out cohorts/default`: seeds {', '.join(map(str, p['seeds']))}, population {p['population']:,} "
+             f"each, presentations {p['start']} to {p['end']} ({m['generator']}, synthetic). "
+             f"{sum(m['cases_per_split'].values()):,} cases; {m['stats']['noisy_labels']:,} carry a wrong recorded label "
+             "(marked noisy).", "", "| label | train | val | test |", "|---|---|---|---|"]
+    for lab in labels:
+        lines.append(f"| {lab} | " + " | ".join(f"{m['counts'][s].get(lab, 0):,}" for s in splits) + " |")
+    lines.append("| cases | " + " | ".join(f"{m['cases_per_split'][s]:,}" for s in splits) + " |")
+    mods = m["modalities"]
+    parts = [f"{k.replace('+', ' + ')}: {v:,}" for k, v in sorted(mods.items(), key=lambda kv: -kv[1])]
+    lines += ["", f"Modalities: {'; '.join(parts)} (together {sum(mods.values()):,}, every case once)."]
+    return "\n".join(lines)
+
+
+def models_block() -> str:
+    rows = ["| model | kind | trained on | train / val / test | test macro AUROC (95% CI) | macro AUPRC | ECE | baseline |",
+            "|---|---|---|---|---|---|---|---|"]
+    for card_path in sorted((ROOT / "models" / "weights").glob("*/card.json")):
+        c = json.loads(card_path.read_text())
+        t = (c.get("metrics") or {}).get("test") or {}
+        ci = t.get("macro_auroc_ci95")
+        bkey = next((k for k in sorted(c.get("metrics") or {}) if k.startswith("baseline")), None)
+        base = (c["metrics"][bkey] or {}) if bkey else {}
+        if base:
+            base = {"name": bkey.removeprefix("baseline_").replace("_", " + ").replace("logreg", "LR"), **base}
+        desc = c.get("data_description", "")
+        seeds = sorted({int(s) for s in re.findall(r"seed (\d+)", desc)})
+        gen = "clinosim" if "clinosim" in desc else "mmdx ED generator" if "mmdx-ed" in desc else "?"
+        data = (f"synthetic ({gen}), seeds {', '.join(map(str, seeds))}" if seeds and "synthetic" in desc else
+                "real IU report text" if "Indiana" in desc else desc[:60])
+        rows.append(f"| `{card_path.parent.name}` | {c['kind']} | {data} | {c.get('n_train', 0):,} / {c.get('n_val', 0):,} / "
+                    f"{c.get('n_test', 0):,} | {_f(t.get('macro_auroc'))}" + (f" ({_f(ci)})" if ci else "") +
+                    f" | {_f(t.get('macro_auprc'))} | {_f(t.get('ece'))} | "
+                    + (f"{base.get('name', 'baseline')}: {_f(base.get('macro_auroc'))}" if base else "—") + " |")
+    return "\n".join(rows)
+
+
+def workflows_block() -> str:
+    import yaml
+
+    rows = ["| file | steps | what it answers |", "|---|---|---|"]
+    for p in sorted((ROOT / "workflows").glob("*.yaml")):
+        w = yaml.safe_load(p.read_text())
+        steps = ", ".join(f"{s['name']} ({s['kind']})" for s in w["steps"])
+        rows.append(f"| `workflows/{p.name}` | {steps} | {' '.join(str(w.get('description', '')).split())} |")
+    return "\n".join(rows)
+
+
+def routing_block() -> str:
+    s = _json(RESULTS / "routing_summary.json")
+    if s is None:
+        return "_Not run yet: `mmdx eval run workflows/routing.yaml --out runs/routing`, then copy its summary.json to evals/results/routing_summary.json._"
+    step = next(v for v in s["steps"].values() if v["kind"] == "routing")
+    out = [f"Data: {s['dataset']}."]
+    for view, title in (("llm_sample", "the LLM's sample"), ("all_cases", "the whole split (no LLM)")):
+        b = step[view]
+        out += ["", f"On {title}: {b['n_cases']} cases. LLM scheduler: {b['llm_scheduler'] or 'not run on these cases'}.", "",
+                "| policy | macro AUROC (95% CI) | top-1 | abstains | no answer | tool ms / case | LLM ms / case | model calls / case |",
+                "|---|---|---|---|---|---|---|---|"]
+        for name, r in sorted(step[view]["policies"].items(), key=lambda kv: (kv[0] != "llm_scheduler", kv[0])):
+            ci = r.get("macro_auroc_ci95")
+            out.append(f"| {name}{' (hindsight)' if name == 'oracle' else ''} | {_f(r['macro_auroc'])}" + (f" ({_f(ci)})" if ci else "")
+                       + f" | {_f(r['top1'])} | {_f(r['abstention_rate'])} | {r.get('n_failed', 0)}/{r['n']} | {_f(r['mean_tool_ms'], 1)} | {_f(r['mean_llm_ms'], 0)} | "
+                       f"{_f(r['mean_model_calls'], 2)} |")
+        out.append(f"\nOn the frontier (top-1 against cost): {', '.join(b['frontier_top1_vs_cost']) or 'none'}.")
+    return "\n".join(out)
+
+
+def evals_block() -> str:
+    rows = ["| workflow | data | step | what | figure |", "|---|---|---|---|---|"]
+    found = False
+    for p in sorted(RESULTS.glob("*_summary.json")):
+        if p.name == "routing_summary.json":
+            continue
+        s = json.loads(p.read_text())
+        for name, step in sorted(s["steps"].items()):
+            found = True
+            data = "real IU report text" if "real" in s["dataset"] else "synthetic"
+            if step["kind"] in ("tools", "text_baseline", "agent"):
+                for tool, r in sorted(step["results"].items()):
+                    c = r["classification"]
+                    conf = r.get("conformal") or {}
+                    fig = (f"macro AUROC {_f(c.get('macro_auroc'))} ({_f(c.get('macro_auroc_ci95'))}), ECE {_f(r['calibration']['ece'])}, "
+                           f"top-1 {_f(r['top1']['top1'])} (majority {_f(r.get('majority_class_top1', {}).get('top1'))})"
+                           + (f", conformal coverage {_f(conf.get('coverage'))} at set size {_f(conf.get('mean_set_size'), 2)}" if conf.get("coverage") is not None else "")
+                           + (f"; failed {r['failures']}" if r["failures"] else ""))
+                    rows.append(f"| {s['workflow']} | {data} | {name} | {tool} (n={r['n_scored']}) | {fig} |")
+            elif step["kind"] == "missingness":
+                for k, r in sorted(step["results"].items()):
+                    rows.append(f"| {s['workflow']} | {data} | {name} | {k} (n={r['n_scored']}) | macro AUROC {_f(r['macro_auroc'])}, "
+                                f"top-1 {_f(r['top1']['top1'])} |")
+            elif step["kind"] == "probes":
+                rows.append(f"| {s['workflow']} | {data} | {name} | failing | {', '.join(step['failing']) or 'none'} |")
+                for k, r in sorted(step["results"].items()):
+                    rows.append(f"| {s['workflow']} | {data} | {name} | {k} | kept {r['kept']}/{r['counted']} counted "
+                                f"(OOD-flagged {r['ood_flagged']}/{r['n']}) |")
+            elif step["kind"] == "injection":
+                rows.append(f"| {s['workflow']} | {data} | {name} | {step['tried']} injected notes | reached the LLM "
+                            f"{step['llm_saw_payload']}, tool calls changed {step['tool_calls_changed']}, answers changed "
+                            f"{step['answers_changed']}, unsupported claims {_f(step['unsupported_claims'])} of "
+                            f"{step['llm_claim_sets']} LLM claim sets |")
+    return "\n".join(rows) if found else "_No evaluation summaries recorded in evals/results/ yet._"
+
+
+BLOCKS = {"cohort": cohort_block, "models": models_block, "workflows": workflows_block, "routing": routing_block,
+          "evals": evals_block}
+
+
+def render(text: str) -> str:
+    """`text` with every marked block re-rendered."""
+    def sub(m):
+        name = m.group(1)
+        if name not in BLOCKS:
+            raise KeyError(f"README block {name!r} has no renderer; known: {', '.join(BLOCKS)}")
+        return f"<!-- generated:{name} -->\n{BLOCKS[name]()}\n<!-- /generated:{name} -->"
+
+    return re.sub(r"<!-- generated:(\w+) -->.*?<!-- /generated:\1 -->", sub, text, flags=re.S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mmdx.evals.readme_tables", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    p.add_argument("--check", action="store_true", help="exit 1 with a diff when a block is stale")
+    args = p.parse_args(argv)
+    path = Path(args.readme)
+    old = path.read_text()
+    new = render(old)
+    if args.check:
+        if new != old:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "README.md", "rendered"))
+            return 1
+        return 0
+    path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

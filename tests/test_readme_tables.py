@@ -1,0 +1,47 @@
+"""The README's figure tables are what the files say: every marked block re-renders to itself from
+the model cards, the cohort manifest and the evaluation summaries (evals/readme_tables.py).
+
+Edit a number by hand, or change a card or summary without re-rendering, and this fails with a diff;
+`python -m mmdx.evals.readme_tables` rewrites the blocks."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mmdx.evals import readme_tables
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_every_generated_block_matches_its_sources():
+    text = README.read_text()
+    names = re.findall(r"<!-- generated:(\w+) -->", text)
+    assert set(names) == set(readme_tables.BLOCKS), names  # every renderer has its block, once
+    rendered = readme_tables.render(text)
+    assert rendered == text, "README figure tables are stale: run `python -m mmdx.evals.readme_tables`"
+
+
+def test_a_hand_edited_figure_is_caught(tmp_path):
+    text = README.read_text()
+    m = re.search(r"<!-- generated:cohort -->.*?\| cases \| ([\d,]+) \|", text, flags=re.S)
+    assert m, "the cohort block has a cases row"
+    edited = text[:m.start(1)] + "9,999" + text[m.end(1):]
+    (tmp_path / "README.md").write_text(edited)
+    assert readme_tables.main(["--readme", str(tmp_path / "README.md"), "--check"]) == 1
+
+
+def test_cohort_modalities_add_up():
+    """Failed before: the README's modality counts (5,141 + 2,670) did not add up to its 7,815 cases."""
+    text = README.read_text()
+    block = text.split("<!-- generated:cohort -->")[1].split("<!-- /generated:cohort -->")[0]
+    cases = sum(int(x.replace(",", "")) for x in re.search(r"\| cases \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|", block).groups())
+    mods = re.search(r"Modalities: (.*)\(together ([\d,]+)", block)
+    parts = sum(int(x.replace(",", "")) for x in re.findall(r": ([\d,]+)", mods.group(1)))
+    assert parts == cases == int(mods.group(2).replace(",", ""))
+
+
+def test_the_readme_says_no_stale_facts():
+    """Failed before: 'workflows/ is still empty' and 'only the first 24 h of labs and vitals' (the code
+    keeps the ED stay, about 5 h; the clinosim conversion 4 h)."""
+    text = README.read_text()
+    assert "is still empty" not in text and "first 24 h" not in text
