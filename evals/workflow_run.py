@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("workflow", help="a workflow file, e.g. workflows/demo.yaml")
     r.add_argument("--out", required=True, help="the run folder (the same folder resumes)")
     r.add_argument("--replay", help="a finished run folder: every tool output and LLM answer from its cache, no model loads")
-    r.add_argument("--runner", choices=["inprocess", "ray"], help="override the workflow's runner")
+    r.add_argument("--runner", choices=["inprocess", "ray", "serve"], help="override the workflow's runner")
     r.add_argument("--llm", help="override the LLM of the workflow's agent steps (as mmdx diagnose --llm)")
     r.add_argument("--limit", type=int, help="override the workflow's limit: the first N cases of each split (a quick check)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
