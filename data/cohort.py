@@ -163,13 +163,15 @@ def _notes_text(case: PatientCase) -> str:
 
 
 def _disagreeing_dyspnoea(case: PatientCase) -> bool:
-    """An emergency dyspnoea case whose modalities point different ways: heart failure recorded, the
-    notes read like airways disease (known COPD, wheeze), the film shows no cardiomegaly or oedema,
-    and the BNP is high."""
+    """An emergency dyspnoea case whose modalities point different ways: heart failure recorded and
+    the BNP above the 100 pg/mL cut-off (Maisel 2002), while the film shows consolidation or
+    hyperinflation (read as pneumonia or COPD) and neither cardiomegaly nor oedema."""
     text = _notes_text(case).lower()
+    breathless = any(w in text for w in ("short of breath", "shortness of breath", "dyspn", "breathless", "difficulty breathing"))
     bnp = _measured(case, "bnp")
-    return (("copd" in text or "emphysema" in text) and "wheez" in text and bnp is not None and bnp >= 400
-            and not {"cardiomegaly", "edema"} & set(case.labels.findings))
+    film = set(case.labels.findings)
+    return (breathless and case.cxr is not None and bnp is not None and bnp >= 100
+            and bool(film & {"consolidation", "hyperinflation"}) and not film & {"cardiomegaly", "edema"})
 
 
 # (name, label spec, modalities removed, preference, extra requirement)

@@ -18,7 +18,7 @@ from mmdx.core.errors import CaseValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"
-WITH_CXR = DEMO / "cases" / "s1-ENC-POP-000203-873184912268.json"
+WITH_CXR = DEMO / "cases" / "ed1-000050.json"
 
 
 def _copy_demo(tmp_path) -> Path:

@@ -23,7 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test installs it)")]
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
-CASE = DEMO / "cases" / "s5-ENC-POP-001872-547468777973.json"  # a synthetic pneumonia case naming ../images/<id>.png
+CASE = DEMO / "cases" / "ed1-000011.json"  # a synthetic pneumonia case naming ../images/<id>.png
 IMAGE = DEMO / "images" / CASE.with_suffix(".png").name
 PLAN = {"tools": ["cxr", "labs", "notes"]}
 CLAIMS = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7},

@@ -22,7 +22,7 @@ from agent_fakes import FAKE_TOOLS, FakeLabs, make_case
 from llm_fakes import ScriptedLLM
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
-PNEUMONIA = DEMO / "cases" / "s5-ENC-POP-001872-547468777973.json"  # names ../images/<same>.png
+PNEUMONIA = DEMO / "cases" / "ed1-000011.json"  # names ../images/<same>.png
 PLAN = {"tools": ["cxr", "labs", "notes"]}
 RAT = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
 
