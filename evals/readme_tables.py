@@ -72,7 +72,7 @@ def models_block() -> str:
         if base:
             base = {"name": bkey.removeprefix("baseline_").replace("_", " + ").replace("logreg", "LR"), **base}
         desc = c.get("data_description", "")
-        seeds = sorted({int(s) for s in re.findall(r"seed (\d+)", desc)})
+        seeds = sorted({int(s) for grp in re.findall(r"seeds? (\d+(?:, \d+)*)", desc) for s in grp.split(", ")})
         gen = "clinosim" if "clinosim" in desc else "mmdx ED generator" if "mmdx-ed" in desc else "?"
         data = (f"synthetic ({gen}), seeds {', '.join(map(str, seeds))}" if seeds and "synthetic" in desc else
                 "real IU report text" if "Indiana" in desc else desc[:60])
@@ -150,7 +150,45 @@ def evals_block() -> str:
     return "\n".join(rows) if found else "_No evaluation summaries recorded in evals/results/ yet._"
 
 
-BLOCKS = {"cohort": cohort_block, "models": models_block, "workflows": workflows_block, "routing": routing_block,
+def calibration_block() -> str:
+    r = _json(RESULTS / "ed_calibration.json")
+    if r is None:
+        return "_Not recorded yet: `python -m mmdx.data.ed.calibration --json evals/results/ed_calibration.json`._"
+    lines = [f"`python -m mmdx.data.ed.calibration` (seeds {r['seeds'][0]}-{r['seeds'][1]}, {r['n_presentations']:,} "
+             f"synthetic presentations): {len(r['rows']) - r['missed']} of {len(r['rows'])} published figures inside "
+             "their interval.", "",
+             "| finding | quantity | diagnosis | against | published [interval] | drawn | source |", "|---|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        against = x["comparison"].replace("complaint=", "").replace(" | ", ", ") or "—"
+        lines.append(f"| {x['finding']} | {x['quantity']} | {x['target']} | {against} | {x['published']:g} "
+                     f"[{x['interval'][0]:g}, {x['interval'][1]:g}] | {x['drawn']:.3f}{'' if x['ok'] else ' **MISS**'} | "
+                     f"{x['source']} |")
+    return "\n".join(lines)
+
+
+def audit_block() -> str:
+    runs = [(name, _json(RESULTS / f"audit_{name}.json")) for name in ("default", "unseen")]
+    runs = [(n, r) for n, r in runs if r is not None]
+    if not runs:
+        return "_Not recorded yet: `mmdx data audit cohorts/default --json evals/results/audit_default.json`._"
+    names = [row["name"] for row in runs[0][1]["rows"]]
+    head = " | ".join(f"{n} cohort ({r['n_train']:,} train / {r['n_test']:,} test)" for n, r in runs)
+    lines = [f"| row | target | {head} |", "|---|---|" + "---|" * len(runs)]
+    for name in names:
+        cells, target = [], ""
+        for _, r in runs:
+            row = next((x for x in r["rows"] if x["name"] == name), None)
+            if row is None:
+                cells.append("—")
+                continue
+            target = row.get("target") or target
+            mark = "" if row.get("passed") is None else (" ok" if row["passed"] else " **MISS**")
+            cells.append(f"{row['macro_auroc']:.3f} [{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]{mark}")
+        lines.append(f"| {name} | {target or '(reference)'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"cohort": cohort_block, "calibration": calibration_block, "audit": audit_block, "models": models_block, "workflows": workflows_block, "routing": routing_block,
           "evals": evals_block}
 
 

@@ -82,11 +82,25 @@ def featurize_split(kind: str, cases: list[PatientCase], config, stats) -> tuple
 
 
 def describe_data(cases: list[PatientCase]) -> str:
+    """One line saying what the cases are: synthetic or not, their origins (seeds of one generator
+    grouped: "synthetic: mmdx-ed 1 seeds 1-7"), and where the labels come from."""
+    import re
+
     origins = sorted({c.origin or "origin not recorded" for c in cases})
     sources = sorted({c.labels.source for c in cases if c.labels is not None and c.labels.source})
     synthetic = any("synthetic" in o.lower() for o in origins + sources)
     head = "synthetic data" if synthetic else "data"
-    return f"{head}; origins: {'; '.join(origins[:5])}; labels: {'; '.join(sources[:3]) or 'unspecified'}"
+    seeds: dict[str, set[int]] = {}
+    other: list[str] = []
+    for o in origins:
+        m = re.fullmatch(r"(.*?) seed (\d+)(;.*)?", o)
+        if m:
+            seeds.setdefault(m.group(1), set()).add(int(m.group(2)))
+        else:
+            other.append(o)
+    grouped = [f"{g} seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}" for g, v in sorted(seeds.items())]
+    shown = grouped + other[:5] + ([f"and {len(other) - 5} more"] if len(other) > 5 else [])
+    return f"{head}; origins: {'; '.join(shown)}; labels: {'; '.join(sources[:3]) or 'unspecified'}"
 
 
 def data_digest(split_ids: dict[str, list[str]], split_y: dict[str, np.ndarray]) -> str:
