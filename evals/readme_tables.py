@@ -188,7 +188,34 @@ def audit_block() -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"cohort": cohort_block, "calibration": calibration_block, "audit": audit_block, "models": models_block, "workflows": workflows_block, "routing": routing_block,
+def ablation_block() -> str:
+    r = _json(RESULTS / "fusion_ablation.json")
+    if r is None:
+        return "_Not recorded yet: `python -m mmdx.workflows.fusion_ablation ... --out DIR`, then copy DIR/ablation.json to evals/results/fusion_ablation.json._"
+    from mmdx.workflows.fusion_ablation import render_markdown
+
+    return render_markdown(r).rstrip("\n")
+
+
+def students_block() -> str:
+    r = _json(RESULTS / "students.json")
+    if r is None:
+        return "_Not recorded yet: `python -m mmdx.evals.students --cohort cohorts/default --alone runs/w/alone --out evals/results/students.json`._"
+    lines = [f"Test split of `{r['cohort']}` (synthetic); macro AUROC over the diagnoses [bootstrap 95% CI]; time per case "
+             f"on this CPU ({r['torch_threads']} torch thread(s)), student and encoder timed in alternating rounds.", "",
+             "| modality | distilled student | same architecture trained alone | encoder | parameters (student / encoder) | ms per case (student / encoder) |",
+             "|---|---|---|---|---|---|"]
+    for m, row in r["modalities"].items():
+        def cell(e):
+            return f"{e['macro_auroc']:.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]" if "macro_auroc" in e else f"— (predicts {e['target']})"
+        d, a, e = row["distilled"], row["alone"], row["encoder"]
+        lines.append(f"| {m} (n={row['n_test']:,}) | {cell(d)}{'' if row['distilled_beats_alone'] else ' (**not** above alone)'} | "
+                     f"{cell(a)} | {cell(e)} | {d['parameters']:,} / {e['parameters']:,} | "
+                     f"{row['ms_per_case']['distilled']:.2f} / {row['ms_per_case']['encoder']:.2f} ({row['speedup_over_encoder']}x) |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"cohort": cohort_block, "calibration": calibration_block, "audit": audit_block, "models": models_block, "ablation": ablation_block, "students": students_block, "workflows": workflows_block, "routing": routing_block,
           "evals": evals_block}
 
 
