@@ -22,6 +22,10 @@ answer, rerunning only the tools that read the dropped modality and reusing the 
 
 Nodes return updates; lists and dicts in the state grow through reducers (`Annotated[..., add]`),
 never by mutation. Each node reports its stage to `progress(event)` when the caller passes one.
+
+Why one file of ~400 lines: the nodes are the methods of `DiagnosticAgent`, so the whole flow above
+reads in one place; what each node calls (prompts, guard rules, aggregation, claims, scope) already
+lives in its own module.
 """
 from __future__ import annotations
 

@@ -4,6 +4,10 @@ A `PatientCase` holds any subset of modalities: a chest X-ray (a file reference,
 an irregular long-format series of labs and vitals, clinical notes, demographics. It is frozen and
 round-trips through JSON. Values arrive in any accepted unit and are stored in the canonical unit of
 `core/units.py`, keeping what arrived (`original_value`, `original_unit`) so nothing is lost.
+
+Why one file of ~400 lines: it is the case boundary, the schema with the validators that guard it
+(units, plausible values, image digests, loading from files); a reader checking what a case may hold
+finds all of it here. Units and notation parsing are already their own modules.
 """
 from __future__ import annotations
 

@@ -16,18 +16,23 @@ vitals and template clinical notes. This module
    `out/cases/<split>/<case_id>.json`, labelled from the simulator's ground truth mapped through
    ICD-10 to `core.labels.DIAGNOSES`;
 3. keeps only what a clinician has at presentation as model input: demographics, labs and vitals of
-   the first 24 hours after admission, chief complaint / HPI / examination / first-day SOAP
-   subjective+objective notes with every diagnosis name redacted (never assessment, plan, discharge
-   or past-history text);
+   the first hours after arrival (`CohortConfig.first_hours`, 4; at most 2 values a variable), the
+   first-day chief complaint / HPI / examination notes with every diagnosis name redacted (never
+   SOAP notes, which only admitted patients have, nor assessment, plan, discharge or past-history
+   text);
 4. decides whether a chest X-ray was taken and its findings (the simulator writes no imaging report
    text, so findings are sampled from the diagnosis with realistic overlap), renders it with
-   `core.data.cxr_render`, and saves the PNG under `out/images/`;
+   `data/cxr_render.py`, and saves the PNG under `out/images/`;
 5. splits by patient (stable hash) into train/val/test and writes `out/manifest.json` with counts
    and a sha256 digest over every case file and image.
 
 Everything is synthetic and is labelled as such. Building twice with the same seeds gives
 byte-identical files: every random draw is seeded from (simulator seed, case id) and nothing records
 the time of the build.
+
+Why one file of ~680 lines: it is a kept legacy source, not grown further, and its five steps share
+the raw-run layout and the seeded per-case draws; the only thing other sources could share, the
+renderer, is already its own module.
 """
 from __future__ import annotations
 

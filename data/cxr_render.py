@@ -24,6 +24,11 @@ global statistic. A person can look at a grid of renders with `scripts/cxr_conta
 
 Public API: `render_cxr` (image only; the cohort builder calls it), `render_cxr_detailed` (image plus
 the ground-truth anatomy and finding parameters), `RenderConfig`, `load_anatomy`.
+
+Why one file of ~680 lines: it is one renderer. The anatomy loading and every structure and finding
+of the render share the same frame coordinates and reference lung box, and `render_cxr_detailed`
+(about 270 lines) is one attenuation sum that reads top to bottom, layer after layer; split, the
+geometry would be spread over several files.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ Sources (paths relative to the repository root):
 - `models`: models/weights/*/card.json;
 - `workflows`: workflows/*.yaml;
 - `routing`: evals/results/routing_summary.json (summary.json of `mmdx eval run workflows/routing.yaml`);
-- `evals`: evals/results/<workflow>_summary.json for the other workflows that were run.
+- `evals`: evals/results/<workflow>_summary.json for the other workflows that were run;
+- `serving`: evals/results/serving-<N>-clients.json (`mmdx bench serving --out`), (d) beside (e).
 """
 from __future__ import annotations
 
@@ -214,9 +215,67 @@ def students_block() -> str:
                      f"{row['ms_per_case']['distilled']:.2f} / {row['ms_per_case']['encoder']:.2f} ({row['speedup_over_encoder']}x) |")
     return "\n".join(lines)
 
+SERVING_RUNS = ("serving-8-clients.json", "serving-32-clients.json")
+SERVING_ROWS = (("req/s", "throughput_rps"), ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
+                ("mean batch on the model", "mean_batch"), ("remote calls", "remote_calls"),
+                ("model busy", "actor_busy_fraction"), ("model ms per request", "actor_ms_per_request"),
+                ("decoding ms per request (overlapped)", "prepare_ms_per_request"),
+                ("CPU ms per request, driver", "driver_cpu_ms_per_request"),
+                ("CPU ms per request, actors or replicas", "worker_cpu_ms_per_request"))
 
-BLOCKS = {"cohort": cohort_block, "calibration": calibration_block, "audit": audit_block, "models": models_block, "ablation": ablation_block, "students": students_block, "workflows": workflows_block, "routing": routing_block,
-          "evals": evals_block}
+
+def _bench_command(cfg: dict, out: str) -> str:
+    """The `mmdx bench serving` command line that gives config `cfg` (flags only where it differs
+    from the defaults, but for requests, clients and rounds)."""
+    from mmdx.evals.serving_bench import BenchConfig
+
+    default = BenchConfig()
+    flags = []
+    for key, value in cfg.items():
+        if key in ("requests", "clients", "rounds") or value != getattr(default, key, value):
+            flags.append("--no-serve" if key == "serve" and not value else f"--{key.replace('_', '-')} {value}")
+    return " ".join(["mmdx bench serving", *flags, "--out", out])
+
+
+def serving_block() -> str:
+    runs = [(name, _json(RESULTS / name)) for name in SERVING_RUNS]
+    runs = [(name, r) for name, r in runs if r and "e_serve_batched" in r["modes"]]
+    if not runs:
+        return "_Not run yet: `mmdx bench serving --out evals/results/serving-8-clients.json` (and 32 clients)._"
+    cols = [(r, key) for _, r in runs for key in ("d_ray_batched", "e_serve_batched")]
+    head = " | ".join(f"{'(d) hand-built' if key.startswith('d') else '(e) Ray Serve'}, {r['config']['clients']} clients"
+                      for r, key in cols)
+    rows = [f"| same run, median over rounds | {head} |", "|---|" + "---|" * len(cols)]
+    for label, field in SERVING_ROWS:
+        if not any(field in r["modes"][key] for r, key in cols):
+            continue
+        cells = []
+        for r, key in cols:
+            v = r["modes"][key].get(field)
+            cells.append("—" if v is None else f"{v:.0%}" if field == "actor_busy_fraction" else
+                         str(int(v)) if field == "remote_calls" else str(v))
+        rows.append(f"| {label} | {' | '.join(cells)} |")
+    cells = []
+    for r, key in cols:
+        if key.startswith("d"):
+            cells.append("1.00")
+        else:
+            each = [x[key]["throughput_rps"] / x["d_ray_batched"]["throughput_rps"] for x in r["rounds"]]
+            cells.append(f"**{r['ratios']['e_over_d']:.2f}** (rounds: {', '.join(f'{e:.2f}' for e in each)})")
+    rows.append(f"| throughput against (d), median of the per-round ratios | {' | '.join(cells)} |")
+    out = ["\n".join(rows), ""]
+    for name, r in runs:
+        m, c = r["machine"], r["config"]
+        out.append(f"- `evals/results/{name}`: `{_bench_command(c, 'evals/results/' + name)}`; {c['rounds']} interleaved "
+                   f"rounds of {c['requests']} requests; {r['model']}; {m['cpus']} CPUs ({m['device']}, torch {m['torch']}); "
+                   f"load average (1, 5, 15 min) {', '.join(map(str, m['load_avg_at_start']))} at the start, "
+                   f"{', '.join(map(str, m['load_avg_at_end']))} at the end.")
+    return "\n".join(out)
+
+
+BLOCKS = {"cohort": cohort_block, "calibration": calibration_block, "audit": audit_block, "models": models_block,
+          "ablation": ablation_block, "students": students_block, "workflows": workflows_block, "routing": routing_block,
+          "evals": evals_block, "serving": serving_block}
 
 
 def render(text: str) -> str:

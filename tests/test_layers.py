@@ -2,7 +2,8 @@
 
 A module may import its own layer and the layers below it, at module level or inside a function.
 Inference (every model module but the training entry, and every tool) never imports the data
-pipeline: a deployed tool must not depend on the cohort generator.
+pipeline: a deployed tool must not depend on the cohort generator. A module over ~400 lines says
+in its docstring why it is one file.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ LAYER = {"core": 0, "data": 1, "models": 2, "tools": 3, "agent": 4, "workflows":
 FOLDER = {"core": "core", "data": "data", "models": "models", "tools": "tools", "agent": "agent",
           "workflows": "workflows", "evals": "evals"}
 TRAINING_ENTRIES = {"models/train.py"}  # training reads real datasets through mmdx.data.readers
+MAX_LINES = 400  # a longer module starts a paragraph of its docstring with "Why one file"
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -62,3 +64,13 @@ def test_the_checker_sees_a_violation(tmp_path):
     p = tmp_path / "m.py"
     p.write_text("def f():\n    from mmdx.agent.graph import DiagnosticAgent\n")
     assert _imports(p) == [(2, "mmdx.agent.graph")] and LAYER[_layer_of("mmdx.agent.graph")] > LAYER["models"]
+
+
+def test_long_modules_say_why_they_are_one_file():
+    unexplained = []
+    for _, path in _modules():
+        text = path.read_text()
+        n = text.count("\n")
+        if n > MAX_LINES and "Why one file" not in (ast.get_docstring(ast.parse(text)) or ""):
+            unexplained.append(f"{path.relative_to(ROOT).as_posix()}: {n} lines, and no 'Why one file' in its docstring")
+    assert not unexplained, "\n".join(unexplained)
