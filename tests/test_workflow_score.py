@@ -134,7 +134,7 @@ def test_scoring_through_ray_actors_stores_what_the_in_process_runner_does(ray_s
         from mmdx.tools.ray_runner import RayRunner as Runner
 
     files = _folder(tmp_path)
-    runner = Runner(tool_names=["cxr", "labs", "notes"], tool_factory=_Fakes(), request_timeout_s=60)
+    runner = Runner(tool_names=["cxr", "labs", "notes"], tool_factory=_Fakes(), request_timeout_s=240)  # actor start-up on a busy 2-core machine
     try:
         wf.score(files, runner, tmp_path / "ray", ["cxr", "labs", "notes"], chunk=2, concurrency=2)
         assert sum(st["calls"] for st in runner.actor_stats().values()) >= 3  # it really went through the actors
