@@ -273,8 +273,26 @@ def serving_block() -> str:
     return "\n".join(out)
 
 
+def style_shift_block() -> str:
+    r = _json(RESULTS / "style_shift.json")
+    if r is None:
+        return "_Not recorded yet: `python -m mmdx.workflows.style_shift --cohort cohorts/default --out DIR`, then copy DIR/style_shift.json here._"
+    n, lab = r["notes"], r["labs"]
+    lines = ["| check | figure | tolerance | within |", "|---|---|---|---|",
+             f"| notes, test split in held-out case-report prose (n={n['n']:,}) | macro AUROC {n['macro_auroc_original']:.3f} → "
+             f"{n['macro_auroc_rewritten']:.3f} (drop {n['drop']:.3f}) | drop ≤ {n['tolerance']} | {'yes' if n['within_tolerance'] else '**no**'} |",
+             f"| notes, OOD score on the rewritten text | median {n['ood_median_original']:.2f} → {n['ood_median_rewritten']:.2f}; "
+             f"{n['share_rewritten_flagged']:.0%} of rewritten notes flagged | higher | {'yes' if n['ood_higher_on_rewritten'] else '**no**'} |"]
+    for key, what in (("repeated_at_two_more_times", "every value repeated 1 h and 2 h later"), ("reversed_order", "measurements listed in reverse order")):
+        x = lab[key]
+        lines.append(f"| labs, {what} (n={lab['n']:,}) | mean abs. change {x['mean_abs_change']:.3f} (max {x['max_abs_change']:.2f}), "
+                     f"top diagnosis kept {x['top1_agreement']:.1%} | ≤ {lab['tolerance']}, ≥ {lab['top1_agreement_required']:.0%} | "
+                     f"{'yes' if x['within_tolerance'] else '**no**'} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {"cohort": cohort_block, "calibration": calibration_block, "audit": audit_block, "models": models_block,
-          "ablation": ablation_block, "students": students_block, "workflows": workflows_block, "routing": routing_block,
+          "ablation": ablation_block, "students": students_block, "style_shift": style_shift_block, "workflows": workflows_block, "routing": routing_block,
           "evals": evals_block, "serving": serving_block}
 
 
