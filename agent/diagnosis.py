@@ -103,7 +103,7 @@ class Diagnosis(_Frozen):
     tool_failures: tuple[str, ...] = ()
     degraded: tuple[str, ...] = ()  # what was lost and how the answer copes
     llm_model: str = ""
-    data_notice: str = "Default models were trained on SYNTHETIC data (clinosim patients, rendered radiographs); not for clinical use."
+    data_notice: str = "Default models were trained on SYNTHETIC data (generated ED presentations, rendered radiographs); not for clinical use."
 
     def top(self) -> DifferentialEntry | None:
         return self.differential[0] if self.differential else None

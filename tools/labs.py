@@ -8,7 +8,7 @@ class LabsTool(ModelTool):
     """Labs and vital-signs model: a temporal transformer over the irregular series of lab results and vital signs (real timestamps, Time2Vec) that returns calibrated probabilities for each diagnosis.
 
     Use it whenever the case has lab or vital-sign measurements. Values arrive in canonical units;
-    the first 24 hours after presentation are what it was trained on (synthetic clinosim cohort).
+    it was trained on the emergency-department stay (triage to about 5 hours) of a synthetic ED cohort.
     """
 
     name = "labs"
