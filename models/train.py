@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -82,24 +83,16 @@ def featurize_split(kind: str, cases: list[PatientCase], config, stats) -> tuple
 
 
 def describe_data(cases: list[PatientCase]) -> str:
-    """One line saying what the cases are: synthetic or not, their origins (seeds of one generator
-    grouped: "synthetic: mmdx-ed 1 seeds 1-7"), and where the labels come from."""
-    import re
-
+    """What the cases are: synthetic or not, their origins (one generator's seeds grouped: "synthetic:
+    mmdx-ed 1 seeds 1, 2, 3"), and where the labels come from."""
     origins = sorted({c.origin or "origin not recorded" for c in cases})
     sources = sorted({c.labels.source for c in cases if c.labels is not None and c.labels.source})
-    synthetic = any("synthetic" in o.lower() for o in origins + sources)
-    head = "synthetic data" if synthetic else "data"
+    head = "synthetic data" if any("synthetic" in o.lower() for o in origins + sources) else "data"
     seeds: dict[str, set[int]] = {}
-    other: list[str] = []
-    for o in origins:
-        m = re.fullmatch(r"(.*?) seed (\d+)(;.*)?", o)
-        if m:
-            seeds.setdefault(m.group(1), set()).add(int(m.group(2)))
-        else:
-            other.append(o)
-    grouped = [f"{g} seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}" for g, v in sorted(seeds.items())]
-    shown = grouped + other[:5] + ([f"and {len(other) - 5} more"] if len(other) > 5 else [])
+    for m in filter(None, (re.fullmatch(r"(.*?) seed (\d+)(;.*)?", o) for o in origins)):
+        seeds.setdefault(m.group(1), set()).add(int(m.group(2)))
+    other = [o for o in origins if not re.fullmatch(r"(.*?) seed (\d+)(;.*)?", o)]
+    shown = [f"{g} seed{'s' * (len(v) > 1)} {', '.join(map(str, sorted(v)))}" for g, v in sorted(seeds.items())] + other[:5]
     return f"{head}; origins: {'; '.join(shown)}; labels: {'; '.join(sources[:3]) or 'unspecified'}"
 
 
