@@ -347,8 +347,11 @@ class DiagnosticAgent:
             claims = template_claims(facts)
         sentences = render_claims(claims, facts)
         check = check_prose(" ".join(sentences), facts) if sentences else None
-        if check is not None and not check.ok:  # mmdx's own sentences failing mmdx's own check is a bug
-            raise AssertionError(f"rendered claims failed the prose check: {check.problems}")
+        if check is not None and not check.ok:  # mmdx's own sentences failing mmdx's own check is a bug: say so, show none
+            log.error("case %s: rendered claims failed the prose check: %s", case.case_id, check.problems)
+            degraded.append("the rationale is withheld: mmdx's own sentences failed its grounding check "
+                            f"({'; '.join(check.problems)}); the differential above is the tools' figures")
+            sentences, check = [], None
         rationale = compose(sentences, entries, state.get("vitals"), state.get("abstain"))
         grounding = GroundingReport(ok=True, claims=tuple(claims), rejected=tuple(rejected),
                                     checked_clauses=len(check.clauses) if check else 0)

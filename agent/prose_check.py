@@ -121,7 +121,9 @@ def _phrase_table(tools: list[str]) -> dict[str, tuple[str, str]]:
             table[_normalise(name)] = ("LAB", label)
             table[label.replace("_", " ")] = ("LAB", label)
     for tool in tools:
-        for alias in (*TOOL_ALIASES.get(tool, ()), f"{tool} model", tool.replace("_", " ")):
+        student = tool.removeprefix("student_") if tool.startswith("student_") else None
+        extra = (f"{student} student model", f"{student} student") if student else ()  # agent/wording.tool_name
+        for alias in (*TOOL_ALIASES.get(tool, ()), *extra, f"{tool} model", tool.replace("_", " ")):
             table[alias] = ("TOOL", tool)
     return table
 

@@ -218,3 +218,18 @@ def test_what_does_the_xray_show_lists_findings_as_present_or_absent():
     facts = Facts.build([], only_negative)
     text = " ".join(render_claims(template_claims(facts), facts))
     assert "finds no pleural effusion (0.30" in text and "finds no cardiomegaly" in text and check_prose(text, facts).ok
+
+
+@pytest.mark.parametrize("student", ["student_labs", "student_notes", "student_cxr"])
+def test_claims_citing_a_student_render_to_prose_the_check_accepts(student):
+    """The routing evaluation crashed here: 'labs student model 0.56' read as the labs model's figure,
+    and 'student' as wording the check could not verify. The students' names are tools of the check."""
+    outputs = [*OUTPUTS, _out(student, "c", "diagnoses", {"urinary_tract_infection": 0.56, "pneumonia": 0.4})]
+    entries, _ = agg.differential(outputs)
+    facts = Facts.build(entries, outputs)
+    claims = [_claim("pneumonia", "likely", "labs", 0.7), _claim("urinary_tract_infection", "unlikely", student, 0.56)]
+    accepted, problems = check_claims(claims, facts)
+    assert problems == [], problems
+    text = " ".join(render_claims(accepted, facts))
+    assert "student model 0.56" in text
+    assert check_prose(text, facts).ok, check_prose(text, facts).problems
