@@ -63,6 +63,7 @@ from mmdx.core.errors import MmdxError
 from mmdx.core.labels import DIAGNOSES, IMAGING_FINDINGS, REDACTED, find_label_leaks, redact  # noqa: F401 (find_label_leaks re-exported)
 from mmdx.core.units import canonical_variable
 from mmdx.data.cohort import SPLITS, cohort_digest, iter_cases  # noqa: F401 (iter_cases re-exported for the tests)
+from mmdx.data.ed.build import split_of  # noqa: F401 (one patient split for every source; re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -466,14 +467,6 @@ def case_rng(seed: int, case_id: str, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, h, stream])
 
 
-def split_of(patient_key: str, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)) -> str:
-    """train/val/test by a stable hash of the patient key, so a patient never spans two splits."""
-    u = int.from_bytes(hashlib.sha256(patient_key.encode()).digest()[:8], "little") / 2**64
-    if u < fractions[0]:
-        return "train"
-    if u < fractions[0] + fractions[1]:
-        return "val"
-    return "test"
 
 
 # ---------------------------------------------------------------- conversion

@@ -36,6 +36,7 @@ from mmdx.tools.serving.actor import ToolServer
 from mmdx.tools.serving.cluster import (ACTOR_PREFIX, NAMESPACE, driver_id, ensure_ray, first_line, gpu_share,
                                         kill_orphan_actors)
 from mmdx.tools.serving.coalesce import Coalescer, Ticket
+from mmdx.tools.serving.worker import ToolHost
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +220,7 @@ class RayRunner:
         out: dict[str, dict] = {}
         for name, pool in pools.items():
             stats = self._ray.get([a.stats.remote() for a in pool], timeout=timeout_s)
-            out[name] = {"batch_sizes": [b for st in stats for b in st["batch_sizes"]],
-                         "calls": sum(st["calls"] for st in stats), "busy_s": sum(st["busy_s"] for st in stats),
-                         "prepare_s": sum(st["prepare_s"] for st in stats), "cpu_s": sum(st["cpu_s"] for st in stats)}
+            out[name] = ToolHost.merge_stats(stats)
         return out
 
     def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:

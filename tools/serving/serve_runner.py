@@ -31,6 +31,7 @@ from mmdx.core.extras import require
 from mmdx.core.tool import CaseInput
 from mmdx.tools.runner import ToolFailure, ToolResult, failures
 from mmdx.tools.serving.cluster import driver_id, ensure_ray, first_line, gpu_share, orphaned
+from mmdx.tools.serving.worker import ToolHost
 
 serve = require("ray.serve", "serve")
 
@@ -168,9 +169,7 @@ class ServeRunner:
         out: dict[str, dict] = {}
         for name in names:
             stats = self._each_replica(name, "stats", timeout_s)
-            out[name] = {"batch_sizes": [b for st in stats for b in st["batch_sizes"]],
-                         "calls": sum(st["calls"] for st in stats), "busy_s": sum(st["busy_s"] for st in stats),
-                         "prepare_s": sum(st["prepare_s"] for st in stats), "cpu_s": sum(st["cpu_s"] for st in stats)}
+            out[name] = ToolHost.merge_stats(stats)
         return out
 
     def batch_sizes(self, timeout_s: float = 10) -> dict[str, list[int]]:

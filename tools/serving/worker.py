@@ -90,6 +90,12 @@ class ToolHost:
         return {"batch_sizes": list(self.batch_sizes), "busy_s": round(self.busy_s, 4), "prepare_s": round(self.prepare_s, 4),
                 "cpu_s": round(time.process_time(), 4)}
 
+    @staticmethod
+    def merge_stats(stats: list[dict]) -> dict:
+        """One tool's pool (actors or replicas) as one: every batch size, summed calls and seconds."""
+        return {"batch_sizes": [b for st in stats for b in st["batch_sizes"]],
+                **{k: sum(st[k] for st in stats) for k in ("calls", "busy_s", "prepare_s", "cpu_s")}}
+
     async def prepare(self, inputs: list[CaseInput]) -> list:
         """Per input: its prepared item, its ToolInputError, or a ToolFailure (a bug in `prepare`),
         split over the prepare threads. A tool that is not staged has nothing to prepare: the
