@@ -103,7 +103,9 @@ def data_digest(split_ids: dict[str, list[str]], split_y: dict[str, np.ndarray])
 
 @dataclass
 class HiddenItem:
-    hidden: torch.Tensor  # (T, H) float16: a note's hidden states after the frozen layers, padding removed
+    """A note's hidden states after the frozen layers, one (T_i, H) float16 tensor per window of the
+    encoder (padding removed): every window, as inference reads the note (featurize.collate_notes)."""
+    windows: list[torch.Tensor]
 
 
 class CachedTop(nn.Module):
@@ -113,8 +115,8 @@ class CachedTop(nn.Module):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
-        return self.encoder.forward_from_hidden(hidden, attention_mask)
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, chunk_owner: torch.Tensor):
+        return self.encoder.forward_from_hidden(hidden, attention_mask, chunk_owner)
 
 
 def cache_frozen(encoder: NoteEncoder, items: list, config, device: str, batch: int = 64) -> list[HiddenItem]:
@@ -127,21 +129,23 @@ def cache_frozen(encoder: NoteEncoder, items: list, config, device: str, batch: 
         idx = order[i:i + batch]
         enc = collate("notes", [items[j] for j in idx], config)
         h = encoder.frozen_hidden(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # (C, T, H)
-        owner = enc["chunk_owner"].tolist()  # cached training reads each note's first window; inference pools them all
-        first = [owner.index(k) for k in range(len(idx))]
-        for j, r in zip(idx, first):
-            n = int(enc["attention_mask"][r].sum())
-            out[j] = HiddenItem(h[r, :n].to("cpu", torch.float16))
+        owner = enc["chunk_owner"].tolist()  # every window of each note: the top trains on what inference pools
+        for k, j in enumerate(idx):
+            rows = [r for r, o in enumerate(owner) if o == k]
+            out[j] = HiddenItem([h[r, : int(enc["attention_mask"][r].sum())].to("cpu", torch.float16) for r in rows])
     return out
 
 
 def collate_hidden(items: list[HiddenItem]) -> dict[str, torch.Tensor]:
-    B, T, H = len(items), max(len(it.hidden) for it in items), items[0].hidden.shape[1]
-    hidden, mask = torch.zeros(B, T, H), torch.zeros(B, T, dtype=torch.long)
-    for i, it in enumerate(items):
-        hidden[i, : len(it.hidden)] = it.hidden.float()
-        mask[i, : len(it.hidden)] = 1
-    return {"hidden": hidden, "attention_mask": mask}  # (B, T, H), (B, T)
+    """Every window of every note as one (C, T, H) batch, with `chunk_owner` (C,) naming its note."""
+    windows = [(i, w) for i, it in enumerate(items) for w in it.windows]
+    C, T, H = len(windows), max(len(w) for _, w in windows), windows[0][1].shape[1]
+    hidden, mask = torch.zeros(C, T, H), torch.zeros(C, T, dtype=torch.long)
+    for c, (_, w) in enumerate(windows):
+        hidden[c, : len(w)] = w.float()
+        mask[c, : len(w)] = 1
+    return {"hidden": hidden, "attention_mask": mask,  # (C, T, H), (C, T)
+            "chunk_owner": torch.tensor([i for i, _ in windows], dtype=torch.long)}  # (C,)
 
 
 def train_loop(model: nn.Module, collate_fn, items, y, val_items, val_y, *, epochs: int, max_steps: int | None,

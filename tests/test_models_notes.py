@@ -124,3 +124,28 @@ def test_a_note_in_another_language_is_unsupported_not_an_injection():
     assert e.value.kind == "unsupported_language" and "English only" in str(e.value) and "addressed to an AI" not in str(e.value)
     mixed = note_features(_note_case("Cough and fever for three days, crackles at the right base.", french))
     assert any("French" in n and "not read" in n for n in mixed.notes)
+
+
+def test_training_reads_every_window_as_inference_does():
+    """Failed before: cache_frozen kept each note's first window only, so the trained top (and the
+    card's test figures, computed on that cache) saw the opening 256 tokens while the tool pools every
+    window. On the ED cohort 16% of test notes run past one window; the shipped card said 0.883 where
+    the tool measured 0.864. The cached training path must give the tool's logits for a long note."""
+    from types import SimpleNamespace
+
+    from mmdx.models.featurize import NoteItem, collate_notes
+    from mmdx.models.train import CachedTop, cache_frozen, collate_hidden
+
+    torch.manual_seed(0)
+    model = NoteEncoder(NoteConfig(base="random", hidden=32, n_layer=3, n_head=2, n_trainable_layers=1, dropout=0.0)).eval()
+    long = " ".join(["productive cough with fever and pleuritic chest pain"] * 40) + " bibasal crackles, orthopnoea"
+    texts = [long, "short dyspnoea", long.replace("cough", "wheeze")]
+    cfg = SimpleNamespace(max_length=64)
+    direct = collate_notes([NoteItem(text=t, notes=[]) for t in texts], 64)
+    assert int((direct["chunk_owner"] == 0).sum()) > 2  # the long note spans several windows
+    with torch.no_grad():
+        want = model(direct["input_ids"], direct["attention_mask"], direct["chunk_owner"])[0]
+        cached = cache_frozen(model, [NoteItem(text=t, notes=[]) for t in texts], cfg, "cpu")
+        got = CachedTop(model)(**collate_hidden(cached))[0]
+    assert [len(c.windows) for c in cached] == torch.bincount(direct["chunk_owner"]).tolist()
+    torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-3)  # float16 cache
