@@ -32,8 +32,10 @@ class ReplayMiss(MmdxError):
 
 
 def weights_digest(tool: str, weights: dict[str, str] | None = None) -> str:
-    """The weights digest a tool's outputs depend on, read from model cards only (no model loads).
-    The fused model's digest includes the encoders' it reads. Missing weights: 'missing'."""
+    """The digest a tool's outputs depend on, read from model cards only (no model loads): each card's
+    whole text, so a card recalibrated on the same weights (`mmdx train --recalibrate`: new
+    temperatures, thresholds, OOD statistics) is another digest, not a stale cache hit. The fused
+    model's digest includes the encoders' it reads. Missing weights: 'missing'."""
     from mmdx.core import registry
 
     root = Path(__file__).resolve().parents[1] / "models" / "weights"
@@ -42,7 +44,9 @@ def weights_digest(tool: str, weights: dict[str, str] | None = None) -> str:
     for n in names:
         card = Path((weights or {}).get(n) or root / n) / "card.json"
         try:
-            parts.append(json.loads(card.read_text())["weights_sha256"])
+            text = card.read_text()
+            json.loads(text)["weights_sha256"]  # a card, not any JSON file
+            parts.append(hashlib.sha256(text.encode()).hexdigest())
         except (OSError, ValueError, KeyError):
             parts.append("missing")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()

@@ -52,7 +52,10 @@ class Encoded:
 
 
 def encoders_digest(encoders: dict) -> str:
-    return hashlib.sha256(json.dumps({m: e.card.weights_sha256 for m, e in sorted(encoders.items())}).encode()).hexdigest()
+    """What the encodings depend on: each encoder's weights (tokens, pooled embeddings) and its
+    calibration (the logits are those of its calibrated probabilities)."""
+    return hashlib.sha256(json.dumps({m: [e.card.weights_sha256, list(e.card.temperatures), list(e.card.biases or [])]
+                                      for m, e in sorted(encoders.items())}).encode()).hexdigest()
 
 
 def encode_cases(cases: list[PatientCase], encoders: dict, cache_dir: Path | None = None, batch: int = 256) -> Encoded:

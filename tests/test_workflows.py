@@ -259,3 +259,34 @@ def test_cases_stream_with_flat_memory(tmp_path):
 
 def test_sample_is_evenly_spread():
     assert sample_indices(10, 3) == {0, 3, 6} and sample_indices(5, None) == set(range(5)) and len(sample_indices(1174, 40)) == 40
+
+
+def test_a_recalibrated_card_is_a_cache_miss(tmp_path):
+    """Failed before: the tool cache keyed on the weights file's sha256 only, so a card recalibrated on
+    the same weights (`mmdx train --recalibrate`: new temperatures, thresholds, OOD statistics) served
+    the old calibrated probabilities from a previous run's cache."""
+    from mmdx.evals.tool_cache import weights_digest
+
+    card = json.loads((ROOT / "models" / "weights" / "labs" / "card.json").read_text())
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "card.json").write_text(json.dumps(card))
+    before = weights_digest("labs", {"labs": str(tmp_path / "a")})
+    assert before == weights_digest("labs", {"labs": str(tmp_path / "a")})  # stable
+    card["temperatures"] = [t * 1.1 for t in card["temperatures"]]  # same weights_sha256
+    (tmp_path / "a" / "card.json").write_text(json.dumps(card))
+    assert weights_digest("labs", {"labs": str(tmp_path / "a")}) != before
+    assert weights_digest("labs", {"labs": str(tmp_path / "none")}) != before  # missing card: 'missing'
+
+
+def test_the_encodings_cache_key_covers_calibration():
+    """Failed before: encoders_digest hashed the weights only, and the encodings carry each encoder's
+    calibrated logits (the late-fusion baseline's inputs)."""
+    from types import SimpleNamespace
+
+    from mmdx.models.encodings import encoders_digest
+
+    def enc(temps):
+        return SimpleNamespace(card=SimpleNamespace(weights_sha256="abc", temperatures=temps, biases=[0.0, 0.0]))
+
+    assert encoders_digest({"notes": enc([1.0, 1.0])}) == encoders_digest({"notes": enc([1.0, 1.0])})
+    assert encoders_digest({"notes": enc([1.0, 1.0])}) != encoders_digest({"notes": enc([1.2, 1.0])})
