@@ -11,7 +11,8 @@ Trust probes destroy one input on purpose:
 - `noise_image`: replaced by uniform noise;
 - `shuffled_labs`: the measurements of another patient of the split (the next one that has labs);
 - `swapped_notes`: the notes of another patient (the next one that has notes).
-A tool that reads the destroyed input *keeps its answer* on a case when its top label is unchanged,
+A tool that refuses the destroyed input (its own input check, or the encoder it reads through) is
+*refused* on that case, never counted. A tool that reads it *keeps its answer* when its top label is unchanged,
 its top probability is at or over `confident_at` and it raised no out-of-distribution flag. For the
 swaps only cases whose donor gets another answer from the same tool count (otherwise keeping the
 answer is right). A tool fails a probe when it keeps its answer on `keep_rate_fails_at` or more of
@@ -156,16 +157,33 @@ class ProbesStepRunner:
                 field = "measurements" if m == "labs" else "notes"
                 probed = case.model_copy(update={field: getattr(donor, field)})
                 donor_answers = {n: r.top for n, r in run_tools(self.ctx.runner, donor, self.step.tools).items()}
-            for n, r in run_tools(self.ctx.runner, probed, self.step.tools).items():
-                o = originals[n]
+            # the modality's own encoder runs too (once, behind the cache): a tool that reads the destroyed
+            # input through it (the fused model) did not read it when the encoder refused it
+            probed_out = run_tools(self.ctx.runner, probed, list(dict.fromkeys([*self.step.tools, m])))
+            encoder_refused = not probed_out[m].ok
+            for n in self.step.tools:
+                r = probed_out[n]
                 reads = n in registry.names() and _reads(n, m)
-                kept = bool(reads and o.ok and r.ok and r.top == o.top and max(r.scores.values()) >= self.step.confident_at
-                            and not r.ood_flag)
-                counted = bool(reads and o.ok and r.ok and (m == "cxr" or donor_answers.get(n) != o.top))
-                r.extra.update({"probe": probe, "reads_input": reads, "kept_answer": kept, "counted": counted,
-                                "original_top": o.top, "donor_top": donor_answers.get(n)})
+                r.extra.update({"probe": probe, "reads_input": reads, "original_top": originals[n].top,
+                                "donor_top": donor_answers.get(n),
+                                **probe_outcome(n, m, reads, originals[n], r, encoder_refused, self.step.confident_at,
+                                                donor_answers.get(n))})
                 out[f"{n}|{probe}"] = r
         return out
+
+
+def probe_outcome(tool: str, modality: str, reads: bool, original: NamedResult, probed: NamedResult,
+                  encoder_refused: bool, confident_at: float, donor_top: str | None) -> dict:
+    """How one tool met one destroyed input. `refused`: it gave no answer on it, or it answered without
+    it because the modality's encoder refused it (the fused model then runs on what is left and says
+    so): a visible degradation, never a kept answer. `counted`: it answered from the destroyed input
+    (for a swap, only when the donor gets another answer); `kept_answer`: counted, and the same top
+    label at p >= confident_at without an OOD flag."""
+    refused = bool(reads and original.ok and (not probed.ok or (encoder_refused and tool != modality)))
+    counted = bool(reads and original.ok and not refused and (modality == "cxr" or donor_top != original.top))
+    kept = bool(counted and probed.top == original.top and max(probed.scores.values()) >= confident_at
+                and not probed.ood_flag)
+    return {"refused": refused, "counted": counted, "kept_answer": kept}
 
 
 def _reads(tool: str, modality: str) -> bool:

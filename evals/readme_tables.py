@@ -12,7 +12,8 @@ Sources (paths relative to the repository root):
 - `workflows`: workflows/*.yaml;
 - `routing`: evals/results/routing_summary.json (summary.json of `mmdx eval run workflows/routing.yaml`);
 - `evals`: evals/results/<workflow>_summary.json for the other workflows that were run;
-- `serving`: evals/results/serving-<N>-clients.json (`mmdx bench serving --out`), (d) beside (e).
+- `serving`: evals/results/serving-<N>-clients.json (`mmdx bench serving --out`), (d) beside (e);
+- `agent`: evals/results/agent_bench.json (`mmdx bench agent --out`), the agent beside its baselines.
 """
 from __future__ import annotations
 
@@ -115,40 +116,62 @@ def routing_block() -> str:
     return "\n".join(out)
 
 
+def _tools_table(s: dict, name: str, step: dict) -> list[str]:
+    out = [f"Step `{name}`, split {s['split']}" + (f", conformal sets fitted on {s['calibration_split']}" if s.get("calibration_split") else "")
+           + ":", "", "| tool | cases | macro AUROC (95% CI) | macro AUPRC | ECE | top-1 (majority class) | conformal coverage / set size | not scored |",
+           "|---|---|---|---|---|---|---|---|"]
+    for tool, r in sorted(step["results"].items()):
+        c, conf = r["classification"], r.get("conformal") or {}
+        out.append(f"| {tool} | {r['n_scored']:,} | {_f(c.get('macro_auroc'))} ({_f(c.get('macro_auroc_ci95'))}) | {_f(c.get('macro_auprc'))} | "
+                   f"{_f(r['calibration']['ece'])} | {_f(r['top1']['top1'])} ({_f(r.get('majority_class_top1', {}).get('top1'))}) | "
+                   + (f"{_f(conf.get('coverage'))} / {_f(conf.get('mean_set_size'), 2)}" if conf.get("coverage") is not None else "—")
+                   + f" | {', '.join(f'{k} {v}' for k, v in sorted(r['failures'].items())) or '—'} |")
+    return out
+
+
+def _pivot(results: dict, cell) -> list[str]:
+    """Rows `tool`, columns `what` from keys 'tool|what'."""
+    tools = sorted({k.split("|")[0] for k in results})
+    cols = list(dict.fromkeys(k.split("|", 1)[1] for k in results))
+    out = ["| tool | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---|" + "---|" * len(cols)]
+    for tool in tools:
+        out.append(f"| {tool} | " + " | ".join(cell(results[f"{tool}|{c}"]) if f"{tool}|{c}" in results else "—" for c in cols) + " |")
+    return out
+
+
 def evals_block() -> str:
-    rows = ["| workflow | data | step | what | figure |", "|---|---|---|---|---|"]
-    found = False
+    out: list[str] = []
     for p in sorted(RESULTS.glob("*_summary.json")):
         if p.name == "routing_summary.json":
             continue
         s = json.loads(p.read_text())
+        data = "real: IU report text" if s["dataset"].startswith("real") else "synthetic"
+        out += ["", f"**`{s['workflow']}`** ({data}; `mmdx eval run workflows/{s['workflow']}.yaml`"
+                + (f", first {s['limit']} cases" if s.get("limit") else "") + f"). Data: {s['dataset']}.", ""]
         for name, step in sorted(s["steps"].items()):
-            found = True
-            data = "real IU report text" if "real" in s["dataset"] else "synthetic"
             if step["kind"] in ("tools", "text_baseline", "agent"):
-                for tool, r in sorted(step["results"].items()):
-                    c = r["classification"]
-                    conf = r.get("conformal") or {}
-                    fig = (f"macro AUROC {_f(c.get('macro_auroc'))} ({_f(c.get('macro_auroc_ci95'))}), ECE {_f(r['calibration']['ece'])}, "
-                           f"top-1 {_f(r['top1']['top1'])} (majority {_f(r.get('majority_class_top1', {}).get('top1'))})"
-                           + (f", conformal coverage {_f(conf.get('coverage'))} at set size {_f(conf.get('mean_set_size'), 2)}" if conf.get("coverage") is not None else "")
-                           + (f"; failed {r['failures']}" if r["failures"] else ""))
-                    rows.append(f"| {s['workflow']} | {data} | {name} | {tool} (n={r['n_scored']}) | {fig} |")
+                out += _tools_table(s, name, step)
             elif step["kind"] == "missingness":
-                for k, r in sorted(step["results"].items()):
-                    rows.append(f"| {s['workflow']} | {data} | {name} | {k} (n={r['n_scored']}) | macro AUROC {_f(r['macro_auroc'])}, "
-                                f"top-1 {_f(r['top1']['top1'])} |")
+                n = next(iter(step["results"].values()))["n_scored"] if step["results"] else 0
+                out += [f"Step `{name}`: macro AUROC (top-1) on the {n:,} {step['cases']}. A dash: the tool cannot run "
+                        "without that input (the fused model needs two modalities or more).", ""]
+                out += _pivot(step["results"], lambda r: "—" if r["macro_auroc"] is None else
+                              f"{_f(r['macro_auroc'])} ({_f(r['top1']['top1'], 2)})")
             elif step["kind"] == "probes":
-                rows.append(f"| {s['workflow']} | {data} | {name} | failing | {', '.join(step['failing']) or 'none'} |")
-                for k, r in sorted(step["results"].items()):
-                    rows.append(f"| {s['workflow']} | {data} | {name} | {k} | kept {r['kept']}/{r['counted']} counted "
-                                f"(OOD-flagged {r['ood_flagged']}/{r['n']}) |")
+                out += [f"Step `{name}`: answers kept / cases counted; in brackets OOD-flagged / probed, and refused. "
+                        f"{step['rule'][0].upper()}{step['rule'][1:]}. Failing: {', '.join(step['failing']) or 'none'}.", ""]
+                out += _pivot(step["results"], lambda r: f"{'**' if r['fails'] else ''}{r['kept']}/{r['counted']}{'**' if r['fails'] else ''} "
+                                                         f"({r['ood_flagged']}/{r['n']}" + (f"; refused {r['refused']}" if r.get("refused") else "") + ")")
             elif step["kind"] == "injection":
-                rows.append(f"| {s['workflow']} | {data} | {name} | {step['tried']} injected notes | reached the LLM "
-                            f"{step['llm_saw_payload']}, tool calls changed {step['tool_calls_changed']}, answers changed "
-                            f"{step['answers_changed']}, unsupported claims {_f(step['unsupported_claims'])} of "
-                            f"{step['llm_claim_sets']} LLM claim sets |")
-    return "\n".join(rows) if found else "_No evaluation summaries recorded in evals/results/ yet._"
+                out.append(f"- Step `{name}`: {step['tried']} injected notes; the payload reached an LLM prompt {step['llm_saw_payload']} times, "
+                           f"tool calls changed {step['tool_calls_changed']}, answers changed {step['answers_changed']}, set-aside text shown "
+                           f"{step['set_aside_shown']}; unsupported claims {_f(step['unsupported_claims'])} in {step['llm_claim_sets']} "
+                           "claim sets written by the LLM.")
+            elif step["kind"] == "python":
+                out.append(f"- Step `{name}` (`{step['entry']}`): {len(step['rows'])} rows; the table is in the fusion ablation section above.")
+            out.append("")
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
+    return text or "_No evaluation summaries recorded in evals/results/ yet._"
 
 
 def calibration_block() -> str:
@@ -291,9 +314,38 @@ def style_shift_block() -> str:
     return "\n".join(lines)
 
 
+def agent_block() -> str:
+    r = _json(RESULTS / "agent_bench.json")
+    if r is None:
+        return "_Not run yet: `mmdx bench agent --threads 1 --audit-log '' --out evals/results/agent_bench.json`._"
+    s = r["summary"]
+    out = [f"{s['cases']} cases ({s['data']}); LLM {s['llm_model']}, {s['llm_threads']} thread(s), on {s['cpu_cores']} cores "
+           f"(1-minute load average {s['load_avg_1m_before']} before, {s['load_avg_1m_after']} after).", "",
+           "| top-1 in the case's labels | cases |", "|---|---|"]
+    for k, v in s["top1"].items():
+        out.append(f"| {'**the agent**' if k == 'agent' else k} | {v if v is not None else '—'} |")
+    out += ["", f"_{s['top1_note']}._", "", "| measure | figure |", "|---|---|",
+            f"| abstained / urgent review | {s['abstained']} / {s['urgent_review']} |",
+            f"| top-1 agrees with the fused model alone | {_f(s['agreement_with_fused'])} |",
+            f"| tool choice by the LLM: precision / recall ({s.get('relevant_tools', '—')} relevant of "
+            f"{s.get('runnable_tools', '—')} runnable tools) | {_f(s['tool_precision'], 2)} / {_f(s['tool_recall'], 2)} |",
+            f"| the same for \"propose every runnable tool\" | {_f(s.get('every_tool_precision'), 2)} / {_f(s.get('every_tool_recall'), 2)} |",
+            f"| schema-valid LLM outputs | {s['schema_valid_rate']:.0%} |",
+            f"| LLM claim sets accepted / refused | {s['llm_claims_accepted']} / {s['llm_claim_sets_refused']} |",
+            f"| guard overrides per case | {_f(s['guard_overrides_per_case'], 2)} |",
+            f"| p50 / p90 until the numbers are shown | {_f(s['p50_to_numbers_s'], 1)} s / {_f(s['p90_to_numbers_s'], 1)} s |",
+            f"| p50 / p90 until the whole answer (p50 of answered cases) | {_f(s['p50_wall_s'], 1)} s / {_f(s['p90_wall_s'], 1)} s "
+            f"({_f(s['p50_wall_answered_s'], 1)} s) |",
+            f"| median LLM plan / reflect / answer; tools; rest of the graph | {_f(s['median_llm_plan_s'], 1)} / "
+            f"{_f(s['median_llm_reflect_s'], 1)} / {_f(s['median_llm_answer_s'], 1)} s; {_f(s['median_tools_s'], 2)} s; {_f(s['median_graph_s'], 2)} s |",
+            f"| median prompt tokens evaluated / from the prompt cache / generated | {_f(s['median_prompt_tokens'], 0)} / "
+            f"{_f(s['median_cached_tokens'], 0)} / {_f(s['median_generated_tokens'], 0)} |"]
+    return "\n".join(out)
+
+
 BLOCKS = {"cohort": cohort_block, "calibration": calibration_block, "audit": audit_block, "models": models_block,
           "ablation": ablation_block, "students": students_block, "style_shift": style_shift_block, "workflows": workflows_block, "routing": routing_block,
-          "evals": evals_block, "serving": serving_block}
+          "evals": evals_block, "serving": serving_block, "agent": agent_block}
 
 
 def render(text: str) -> str:
@@ -302,7 +354,8 @@ def render(text: str) -> str:
         name = m.group(1)
         if name not in BLOCKS:
             raise KeyError(f"README block {name!r} has no renderer; known: {', '.join(BLOCKS)}")
-        return f"<!-- generated:{name} -->\n{BLOCKS[name]()}\n<!-- /generated:{name} -->"
+        body = BLOCKS[name]().replace(f"{ROOT}/", "")  # paths relative to the checkout, whatever machine ran it
+        return f"<!-- generated:{name} -->\n{body}\n<!-- /generated:{name} -->"
 
     return re.sub(r"<!-- generated:(\w+) -->.*?<!-- /generated:\1 -->", sub, text, flags=re.S)
 

@@ -132,7 +132,7 @@ def _missingness(records, ms, wf) -> dict:
 
 
 def _probes(records, step) -> dict:
-    agg: dict[str, dict] = defaultdict(lambda: {"counted": 0, "kept": 0, "ood_flagged": 0, "n": 0})
+    agg: dict[str, dict] = defaultdict(lambda: {"counted": 0, "kept": 0, "refused": 0, "ood_flagged": 0, "n": 0})
     for rec in sorted(records, key=lambda r: r.key):
         for name, r in rec.results.items():
             if "|" not in name or name.endswith("|original") or not r.extra.get("reads_input"):
@@ -141,6 +141,7 @@ def _probes(records, step) -> dict:
             a["n"] += 1
             a["counted"] += bool(r.extra.get("counted"))
             a["kept"] += bool(r.extra.get("counted") and r.extra.get("kept_answer"))
+            a["refused"] += bool(r.extra.get("refused"))
             a["ood_flagged"] += bool(r.ood_flag)
     out, failing = {}, []
     for name in sorted(agg):
@@ -151,7 +152,8 @@ def _probes(records, step) -> dict:
         if fails:
             failing.append(name)
     return {"rule": f"a tool fails a probe when it keeps its top label at p >= {step.confident_at} without an OOD flag on "
-                    f">= {step.keep_rate_fails_at:.0%} of counted cases (swaps: only cases whose donor gets another answer)",
+                    f">= {step.keep_rate_fails_at:.0%} of counted cases (swaps: only cases whose donor gets another answer; a tool "
+                    "that refused the destroyed input, itself or through the encoder it reads, is not counted)",
             "results": out, "failing": failing}
 
 

@@ -72,8 +72,14 @@ def _dataset(rows: int, cols: int, bits: int, spp: int, frames: int, mono1: bool
 
 
 def _pixels(rows: int, cols: int, bits: int, spp: int, frames: int) -> np.ndarray:
+    """A ramp with 20% noise, another per frame: smooth like anatomy (uniform noise is refused as not a
+    radiograph, core/images.NOISE_BELOW)."""
     rng = np.random.default_rng(rows * 1000 + cols * 10 + frames)
-    return rng.integers(0, 250 if bits == 8 else 4000, size=(frames, rows, cols, spp)).astype(np.uint8 if bits == 8 else np.uint16)  # (F, R, C, S)
+    top = 250 if bits == 8 else 4000
+    ramp = np.arange(rows * cols, dtype=np.float64).reshape(rows, cols) / max(1, rows * cols - 1)  # (R, C) in [0, 1]
+    f = np.arange(frames)[:, None, None, None] / max(1, frames)  # (F, 1, 1, 1)
+    img = ((0.8 * ((ramp[None, :, :, None] + f) % 1.0) + 0.2 * rng.random((frames, rows, cols, spp))) * top)
+    return img.astype(np.uint8 if bits == 8 else np.uint16)  # (F, R, C, S)
 
 
 def _write(ds) -> bytes:

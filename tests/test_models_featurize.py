@@ -19,7 +19,8 @@ VAR_INDEX = {v: i for i, v in enumerate(LabConfig().variables)}
 def _case(tmp_path, image=True, labs=True, notes=True, n_meas=4):
     data = {"case_id": "c1", "demographics": {"age": 70, "sex": "female"}}
     if image:
-        arr = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+        yy, xx = np.mgrid[0:40, 0:40]  # smooth, like anatomy (uniform noise is refused as not a radiograph)
+        arr = (120 + 80 * np.sin(xx / 6.0) * np.cos(yy / 9.0) + np.random.default_rng(0).normal(0, 8, (40, 40))).clip(0, 255).astype(np.uint8)
         Image.fromarray(arr).save(tmp_path / "c1.png")
         data["cxr"] = {"path": "c1.png"}
     if labs:

@@ -45,3 +45,10 @@ def test_the_readme_says_no_stale_facts():
     keeps the ED stay, about 5 h; the clinosim conversion 4 h)."""
     text = README.read_text()
     assert "is still empty" not in text and "first 24 h" not in text
+
+
+def test_no_path_of_the_machine_that_ran_it():
+    """Failed before: the routing block printed the cohort as /work/main/cohorts/default."""
+    root = str(README.parent)
+    assert root + "/" not in README.read_text()
+    assert readme_tables.render(f"<!-- generated:routing -->\n<!-- /generated:routing -->").count(root + "/") == 0

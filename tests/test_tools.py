@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmdx.core.case import PatientCase
@@ -133,3 +135,24 @@ def test_cli_tool_and_tools_list(trained, capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["error"] == "modality_absent"
     assert main(["tools", "list", "--json"]) == 0
     assert {r["name"] for r in json.loads(capsys.readouterr().out)} >= {"cxr", "labs", "notes"}
+
+
+def test_a_noise_image_is_refused_like_a_blank_one(tmp_path):
+    """Failed before: a uniform-noise "radiograph" passed load_image, and the cxr tool answered on it
+    without an OOD flag (198/198 in the trust probes: its OOD score, median 0.95, looked like a
+    validation case's). Neighbouring pixels of noise do not correlate; a radiograph's do."""
+    from PIL import Image
+
+    from mmdx.core.images import NOISE_BELOW, load_image, neighbour_correlation
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (224, 224), dtype=np.uint8)).save(tmp_path / "noise.png")
+    with pytest.raises(CorruptInput, match="random noise") as e:
+        load_image(tmp_path / "noise.png")
+    assert e.value.field == "cxr.path"
+    demo = sorted((Path(__file__).resolve().parents[1] / "data" / "demo").glob("**/*.png"))
+    assert demo and all(neighbour_correlation(load_image(p)) > 0.9 for p in demo)
+    yy = np.mgrid[0:224, 0:224][0] / 224  # a low-dose film: anatomy under heavy quantum noise still correlates
+    noisy = np.clip(0.2 + 0.6 * yy + rng.normal(0, 0.1, (224, 224)), 0, 1)
+    Image.fromarray((noisy * 255).astype(np.uint8)).save(tmp_path / "lowdose.png")
+    assert neighbour_correlation(load_image(tmp_path / "lowdose.png")) > NOISE_BELOW

@@ -31,7 +31,7 @@ UNITS = {"wbc": "10^3/uL", "temperature": "degC", "bnp": "pg/mL", "heart_rate": 
 
 def _image(findings, rng, size=48):
     yy, xx = np.mgrid[0:size, 0:size] / size
-    img = 0.3 + 0.1 * rng.random((size, size))
+    img = 0.2 + 0.25 * yy + 0.1 * rng.random((size, size))  # a smooth gradient, as anatomy (noise alone is refused)
     if "consolidation" in findings:
         img[10:26, 6:20] += 0.5  # bright patch in the right lung
     if "cardiomegaly" in findings:

@@ -290,3 +290,24 @@ def test_the_encodings_cache_key_covers_calibration():
 
     assert encoders_digest({"notes": enc([1.0, 1.0])}) == encoders_digest({"notes": enc([1.0, 1.0])})
     assert encoders_digest({"notes": enc([1.0, 1.0])}) != encoders_digest({"notes": enc([1.2, 1.0])})
+
+
+def test_a_tool_that_answers_without_the_refused_input_did_not_keep_it():
+    """Failed before: with a blank radiograph the cxr encoder refuses the image and the fused model runs
+    on labs and notes, says so, and keeps its answer; the probe counted that as the fused model keeping
+    a confident answer from a destroyed image (111/198: 'fails'). It read no image: a refusal."""
+    from mmdx.evals.case_steps import probe_outcome
+    from mmdx.workflows.results_log import NamedResult
+
+    orig = NamedResult(scores={"pneumonia": 0.9, "sepsis": 0.1}, top="pneumonia")
+    same = NamedResult(scores={"pneumonia": 0.92, "sepsis": 0.1}, top="pneumonia")
+    failed = NamedResult(ok=False, failure_kind="corrupt_input")
+    through_refusing_encoder = probe_outcome("fused", "cxr", True, orig, same, True, 0.8, None)
+    assert through_refusing_encoder == {"refused": True, "counted": False, "kept_answer": False}
+    assert probe_outcome("cxr", "cxr", True, orig, failed, True, 0.8, None) == {"refused": True, "counted": False, "kept_answer": False}
+    # the encoder read the destroyed image: the fused model's unchanged confident answer is kept
+    assert probe_outcome("fused", "cxr", True, orig, same, False, 0.8, None) == {"refused": False, "counted": True, "kept_answer": True}
+    # a swap counts only when the donor gets another answer
+    assert probe_outcome("notes", "notes", True, orig, same, False, 0.8, "pneumonia")["counted"] is False
+    assert probe_outcome("notes", "notes", True, orig, same, False, 0.8, "sepsis")["kept_answer"] is True
+    assert probe_outcome("labs", "cxr", False, orig, same, True, 0.8, None) == {"refused": False, "counted": False, "kept_answer": False}
