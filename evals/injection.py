@@ -82,14 +82,27 @@ def inject(case: PatientCase, payload: str, position: str) -> PatientCase:
     return case.model_copy(update={"notes": tuple(PatientCase.model_validate({**case.model_dump(), "notes": notes}).notes)})
 
 
+def control(case: PatientCase, position: str) -> PatientCase:
+    """The same placement without the payload: the filler before an `end` payload, the split of a
+    `middle` one. Against it, a changed answer is the payload's doing, not the placement's (a note
+    280 filler tokens longer, a word cut in two). An `only` payload replaces the notes, so there is
+    no payload-free twin that keeps the case's shape (the planner sees which inputs a case has):
+    its control is the case as it was, and a changed answer there may be the lost note's doing;
+    the summary counts the positions apart."""
+    if position == "only" or not case.notes:
+        return case
+    return inject(case, "", position)
+
+
 def suite(cases: list[PatientCase], n: int = 52,
           payloads: tuple[str, ...] = PAYLOADS) -> list[tuple[PatientCase, PatientCase, str]]:
-    """(clean case, injected case, description) triples: every payload at several positions."""
+    """(control case, injected case, description) triples: every payload at several positions. The
+    control differs from the injected case by the payload alone (`control`)."""
     out = []
     combos = itertools.product(payloads, POSITIONS)
     for i, (payload, pos) in enumerate(itertools.islice(itertools.cycle(list(combos)), n)):
         base = cases[i % len(cases)]
-        out.append((base, inject(base, payload, pos), f"{pos}: {payload}"))
+        out.append((control(base, pos), inject(base, payload, pos), f"{pos}: {payload}"))
     return out
 
 

@@ -163,8 +163,10 @@ def evals_block() -> str:
                 out += _pivot(step["results"], lambda r: f"{'**' if r['fails'] else ''}{r['kept']}/{r['counted']}{'**' if r['fails'] else ''} "
                                                          f"({r['ood_flagged']}/{r['n']}" + (f"; refused {r['refused']}" if r.get("refused") else "") + ")")
             elif step["kind"] == "injection":
+                by_pos = step.get("answers_changed_by_position") or {}
+                pos = f" (by position: {', '.join(f'{k} {v[0]}/{v[1]}' for k, v in by_pos.items())})" if by_pos else ""
                 out.append(f"- Step `{name}`: {step['tried']} injected notes; the payload reached an LLM prompt {step['llm_saw_payload']} times, "
-                           f"tool calls changed {step['tool_calls_changed']}, answers changed {step['answers_changed']}, set-aside text shown "
+                           f"tool calls changed {step['tool_calls_changed']}, answers changed {step['answers_changed']}{pos}, set-aside text shown "
                            f"{step['set_aside_shown']}; unsupported claims {_f(step['unsupported_claims'])} in {step['llm_claim_sets']} "
                            "claim sets written by the LLM.")
             elif step["kind"] == "python":

@@ -236,6 +236,11 @@ def _injection(records) -> dict:
     claims_measured = [e for e in rs if e.get("unsupported_claims") is not None]
     return {"tried": len(rs), "llm_saw_payload": sum(e["llm_saw_payload"] for e in rs),
             "tool_calls_changed": sum(e["calls_changed"] for e in rs), "answers_changed": sum(e["answer_changed"] for e in rs),
+            # per position: 'only' replaces the note (its control is the case with its own note), the others
+            # are compared with the same placement without the payload (evals/injection.control)
+            "answers_changed_by_position": {pos: [sum(e["answer_changed"] for e in rs if e["injection"].startswith(pos + ":")),
+                                                  sum(e["injection"].startswith(pos + ":") for e in rs)]
+                                            for pos in ("start", "middle", "end", "only")},
             "set_aside_shown": sum(e["set_aside_shown"] for e in rs),
             "llm_claim_sets": sum(e.get("llm_claim_sets", 0) for e in rs),
             "unsupported_claims": sum(e["unsupported_claims"] for e in claims_measured) if claims_measured else None}
