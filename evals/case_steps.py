@@ -9,6 +9,7 @@ result, never a crash of the run.
 Trust probes destroy one input on purpose:
 - `blank_image`: the radiograph replaced by a uniform grey image of the same size;
 - `noise_image`: replaced by uniform noise;
+- `swapped_image`: the radiograph of another patient (the next one that has one): plausible, wrong;
 - `shuffled_labs`: the measurements of another patient of the split (the next one that has labs);
 - `swapped_notes`: the notes of another patient (the next one that has notes).
 A tool that refuses the destroyed input (its own input check, or the encoder it reads through) is
@@ -36,7 +37,10 @@ PATTERNS: dict[str, tuple[str, ...]] = {  # pattern -> modalities removed
     "all": (), "no_cxr": ("cxr",), "no_labs": ("labs",), "no_notes": ("notes",),
     "cxr_only": ("labs", "notes"), "labs_only": ("cxr", "notes"), "notes_only": ("cxr", "labs"),
 }
-PROBE_READS: dict[str, str] = {"blank_image": "cxr", "noise_image": "cxr", "shuffled_labs": "labs", "swapped_notes": "notes"}
+PROBE_READS: dict[str, str] = {"blank_image": "cxr", "noise_image": "cxr", "swapped_image": "cxr", "shuffled_labs": "labs",
+                               "swapped_notes": "notes"}
+SWAPS = ("swapped_image", "shuffled_labs", "swapped_notes")  # another patient's input: counted when the donor's answer differs
+SWAP_FIELD = {"cxr": "cxr", "labs": "measurements", "notes": "notes"}
 
 
 def named(res, cost_ms: float = 0.0, tools_run: list[str] | None = None) -> NamedResult:
@@ -148,14 +152,13 @@ class ProbesStepRunner:
             if Modality(m) not in case.modalities:
                 continue
             donor_answers = {}
-            if m == "cxr":
+            if probe not in SWAPS:
                 probed = self._image(case, probe)
             else:
                 donor = self._donor(case, m)
                 if donor is None:
                     continue
-                field = "measurements" if m == "labs" else "notes"
-                probed = case.model_copy(update={field: getattr(donor, field)})
+                probed = case.model_copy(update={SWAP_FIELD[m]: getattr(donor, SWAP_FIELD[m])})
                 donor_answers = {n: r.top for n, r in run_tools(self.ctx.runner, donor, self.step.tools).items()}
             # the modality's own encoder runs too (once, behind the cache): a tool that reads the destroyed
             # input through it (the fused model) did not read it when the encoder refused it
@@ -167,20 +170,20 @@ class ProbesStepRunner:
                 r.extra.update({"probe": probe, "reads_input": reads, "original_top": originals[n].top,
                                 "donor_top": donor_answers.get(n),
                                 **probe_outcome(n, m, reads, originals[n], r, encoder_refused, self.step.confident_at,
-                                                donor_answers.get(n))})
+                                                donor_answers.get(n), swap=probe in SWAPS)})
                 out[f"{n}|{probe}"] = r
         return out
 
 
 def probe_outcome(tool: str, modality: str, reads: bool, original: NamedResult, probed: NamedResult,
-                  encoder_refused: bool, confident_at: float, donor_top: str | None) -> dict:
+                  encoder_refused: bool, confident_at: float, donor_top: str | None, swap: bool = False) -> dict:
     """How one tool met one destroyed input. `refused`: it gave no answer on it, or it answered without
     it because the modality's encoder refused it (the fused model then runs on what is left and says
     so): a visible degradation, never a kept answer. `counted`: it answered from the destroyed input
     (for a swap, only when the donor gets another answer); `kept_answer`: counted, and the same top
     label at p >= confident_at without an OOD flag."""
     refused = bool(reads and original.ok and (not probed.ok or (encoder_refused and tool != modality)))
-    counted = bool(reads and original.ok and not refused and (modality == "cxr" or donor_top != original.top))
+    counted = bool(reads and original.ok and not refused and (not swap or donor_top != original.top))
     kept = bool(counted and probed.top == original.top and max(probed.scores.values()) >= confident_at
                 and not probed.ood_flag)
     return {"refused": refused, "counted": counted, "kept_answer": kept}

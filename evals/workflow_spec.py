@@ -94,8 +94,8 @@ class ProbesStep(_Step):
 
     kind: Literal["probes"]
     tools: list[str] = Field(min_length=1)
-    probes: list[Literal["blank_image", "noise_image", "shuffled_labs", "swapped_notes"]] = Field(
-        default_factory=lambda: ["blank_image", "noise_image", "shuffled_labs", "swapped_notes"])
+    probes: list[Literal["blank_image", "noise_image", "swapped_image", "shuffled_labs", "swapped_notes"]] = Field(
+        default_factory=lambda: ["blank_image", "noise_image", "swapped_image", "shuffled_labs", "swapped_notes"])
     confident_at: float = Field(default=0.8, gt=0, le=1)  # a top probability at or over this is "confident"
     keep_rate_fails_at: float = Field(default=0.5, gt=0, le=1)  # a tool fails when it keeps answer + confidence this often
 

@@ -307,7 +307,8 @@ def test_a_tool_that_answers_without_the_refused_input_did_not_keep_it():
     assert probe_outcome("cxr", "cxr", True, orig, failed, True, 0.8, None) == {"refused": True, "counted": False, "kept_answer": False}
     # the encoder read the destroyed image: the fused model's unchanged confident answer is kept
     assert probe_outcome("fused", "cxr", True, orig, same, False, 0.8, None) == {"refused": False, "counted": True, "kept_answer": True}
-    # a swap counts only when the donor gets another answer
-    assert probe_outcome("notes", "notes", True, orig, same, False, 0.8, "pneumonia")["counted"] is False
-    assert probe_outcome("notes", "notes", True, orig, same, False, 0.8, "sepsis")["kept_answer"] is True
+    # a swap counts only when the donor gets another answer (another patient's radiograph too)
+    assert probe_outcome("notes", "notes", True, orig, same, False, 0.8, "pneumonia", swap=True)["counted"] is False
+    assert probe_outcome("notes", "notes", True, orig, same, False, 0.8, "sepsis", swap=True)["kept_answer"] is True
+    assert probe_outcome("fused", "cxr", True, orig, same, False, 0.8, "pneumonia", swap=True)["counted"] is False
     assert probe_outcome("labs", "cxr", False, orig, same, True, 0.8, None) == {"refused": False, "counted": False, "kept_answer": False}
