@@ -51,4 +51,11 @@ def test_no_path_of_the_machine_that_ran_it():
     """Failed before: the routing block printed the cohort as /work/main/cohorts/default."""
     root = str(README.parent)
     assert root + "/" not in README.read_text()
-    assert readme_tables.render(f"<!-- generated:routing -->\n<!-- /generated:routing -->").count(root + "/") == 0
+    assert readme_tables.render("<!-- generated:routing -->\n<!-- /generated:routing -->").count(root + "/") == 0
+
+
+def test_every_test_file_the_readme_names_exists():
+    """Failed before: the reliability table cited tests/test_eval_run.py, gone since the workflows
+    replaced the SQLite evaluation store (its kill-and-resume test is in test_workflows.py)."""
+    names = set(re.findall(r"\b(test_[a-z0-9_]+\.py)\b", README.read_text()))
+    assert names and not {n for n in names if not (README.parent / "tests" / n).is_file()}
