@@ -134,7 +134,7 @@ def test_training_reads_every_window_as_inference_does():
     from types import SimpleNamespace
 
     from mmdx.models.featurize import NoteItem, collate_notes
-    from mmdx.models.train import CachedTop, cache_frozen, collate_hidden
+    from mmdx.models.note_cache import CachedTop, cache_frozen, collate_hidden
 
     torch.manual_seed(0)
     model = NoteEncoder(NoteConfig(base="random", hidden=32, n_layer=3, n_head=2, n_trainable_layers=1, dropout=0.0)).eval()
