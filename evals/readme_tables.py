@@ -139,6 +139,21 @@ def _pivot(results: dict, cell) -> list[str]:
     return out
 
 
+def _same_as_recorded(rows: list[dict]) -> str:
+    """How a workflow's ablation rows compare with the recorded ablation (evals/results/fusion_ablation.json)."""
+    rec = _json(RESULTS / "fusion_ablation.json")
+    if rec is None:
+        return ""
+    key = lambda r: (r.get("model"), r.get("pattern"))  # noqa: E731
+    want = {key(r): r for r in rec["rows"]}
+    got = [r for r in rows if r.get("group", "rows") == "rows"]
+    differ = sum(key(r) not in want or {k: v for k, v in r.items() if k != "group"} != want[key(r)] for r in got)
+    if differ == 0 and len(got) == len(want):
+        return (f": the same {len(got)} rows, figure for figure, as the recorded ablation in the fusion ablation section "
+                "above (the same seed and epochs)")
+    return f": {differ} of {len(got)} rows differ from the recorded ablation in the fusion ablation section above"
+
+
 def evals_block() -> str:
     out: list[str] = []
     for p in sorted(RESULTS.glob("*_summary.json")):
@@ -170,7 +185,7 @@ def evals_block() -> str:
                            f"{step['set_aside_shown']}; unsupported claims {_f(step['unsupported_claims'])} in {step['llm_claim_sets']} "
                            "claim sets written by the LLM.")
             elif step["kind"] == "python":
-                out.append(f"- Step `{name}` (`{step['entry']}`): {len(step['rows'])} rows; the table is in the fusion ablation section above.")
+                out.append(f"- Step `{name}` (`{step['entry']}`): {len(step['rows'])} rows{_same_as_recorded(step['rows'])}.")
             out.append("")
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
     return text or "_No evaluation summaries recorded in evals/results/ yet._"
