@@ -95,14 +95,15 @@ def load_image(path: str | Path) -> np.ndarray:
     r = neighbour_correlation(out)
     if r < NOISE_BELOW:
         raise CorruptInput(f"{path.name}: image looks like random noise, not a radiograph (neighbouring pixels correlate "
-                           f"at r={r:.2f}; a radiograph's at 0.9 or more)", field="cxr.path")
+                           f"at r={r:.2f}; in a radiograph they correlate strongly)", field="cxr.path")
     return out
 
 
 # Anatomy is smooth: in a radiograph, even a noisy low-dose one, a pixel predicts its neighbour
-# (r >= 0.98 on every rendered cohort image and on the real lung masks; ~0.95+ is usual for real
-# films). Uniform noise gives r ~ 0, and the embedding-based OOD score does not catch it (a noise
-# image scores like a validation case: evals trust_probes). Below NOISE_BELOW the image is refused.
+# (r >= 0.98 on every rendered cohort image and on the real lung masks; no real film was at hand to
+# measure, hence the wide margin). Uniform noise gives r ~ 0, and the embedding-based OOD score does
+# not catch it (a noise image scores like a validation case: evals trust_probes). Below NOISE_BELOW
+# the image is refused.
 NOISE_BELOW = 0.3
 
 

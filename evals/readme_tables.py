@@ -144,7 +144,9 @@ def _same_as_recorded(rows: list[dict]) -> str:
     rec = _json(RESULTS / "fusion_ablation.json")
     if rec is None:
         return ""
-    key = lambda r: (r.get("model"), r.get("pattern"))  # noqa: E731
+    def key(r: dict) -> tuple:
+        return r.get("model"), r.get("pattern")
+
     want = {key(r): r for r in rec["rows"]}
     got = [r for r in rows if r.get("group", "rows") == "rows"]
     differ = sum(key(r) not in want or {k: v for k, v in r.items() if k != "group"} != want[key(r)] for r in got)
