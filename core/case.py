@@ -39,6 +39,10 @@ class Modality(str, Enum):
     notes = "notes"
 
 
+# The PatientCase field that holds each modality (what `without` clears, what a probe swaps).
+MODALITY_FIELD: dict[Modality, str] = {Modality.cxr: "cxr", Modality.labs: "measurements", Modality.notes: "notes"}
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -281,14 +285,7 @@ class PatientCase(_Frozen):
     def without(self, *modalities: Modality | str) -> "PatientCase":
         """A copy with the named modalities removed (for 'what if the X-ray were missing?')."""
         drop = {Modality(m) for m in modalities}
-        update = {}
-        if Modality.cxr in drop:
-            update["cxr"] = None
-        if Modality.labs in drop:
-            update["measurements"] = ()
-        if Modality.notes in drop:
-            update["notes"] = ()
-        return self.model_copy(update=update)
+        return self.model_copy(update={MODALITY_FIELD[m]: None if m is Modality.cxr else () for m in drop})
 
     def inputs_digest(self) -> str:
         """sha256 over the model inputs (labels excluded): what audit logs record instead of content.

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mmdx.core import registry
-from mmdx.core.case import Modality, PatientCase
+from mmdx.core.case import MODALITY_FIELD, Modality, PatientCase
 from mmdx.core.labels import IMAGING_FINDINGS
 from mmdx.core.tool import ClassifierOutput
 from mmdx.workflows.results_log import Cost, NamedResult
@@ -40,7 +40,6 @@ PATTERNS: dict[str, tuple[str, ...]] = {  # pattern -> modalities removed
 PROBE_READS: dict[str, str] = {"blank_image": "cxr", "noise_image": "cxr", "swapped_image": "cxr", "shuffled_labs": "labs",
                                "swapped_notes": "notes"}
 SWAPS = ("swapped_image", "shuffled_labs", "swapped_notes")  # another patient's input: counted when the donor's answer differs
-SWAP_FIELD = {"cxr": "cxr", "labs": "measurements", "notes": "notes"}
 
 
 def named(res, cost_ms: float = 0.0, tools_run: list[str] | None = None) -> NamedResult:
@@ -158,7 +157,8 @@ class ProbesStepRunner:
                 donor = self._donor(case, m)
                 if donor is None:
                     continue
-                probed = case.model_copy(update={SWAP_FIELD[m]: getattr(donor, SWAP_FIELD[m])})
+                field = MODALITY_FIELD[Modality(m)]
+                probed = case.model_copy(update={field: getattr(donor, field)})
                 donor_answers = {n: r.top for n, r in run_tools(self.ctx.runner, donor, self.step.tools).items()}
             # the modality's own encoder runs too (once, behind the cache): a tool that reads the destroyed
             # input through it (the fused model) did not read it when the encoder refused it
