@@ -467,8 +467,6 @@ def case_rng(seed: int, case_id: str, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, h, stream])
 
 
-
-
 # ---------------------------------------------------------------- conversion
 
 

@@ -89,9 +89,13 @@ def describe_data(cases: list[PatientCase]) -> str:
     sources = sorted({c.labels.source for c in cases if c.labels is not None and c.labels.source})
     head = "synthetic data" if any("synthetic" in o.lower() for o in origins + sources) else "data"
     seeds: dict[str, set[int]] = {}
-    for m in filter(None, (re.fullmatch(r"(.*?) seed (\d+)(;.*)?", o) for o in origins)):
-        seeds.setdefault(m.group(1), set()).add(int(m.group(2)))
-    other = [o for o in origins if not re.fullmatch(r"(.*?) seed (\d+)(;.*)?", o)]
+    other: list[str] = []
+    for o in origins:
+        m = re.fullmatch(r"(.*?) seed (\d+)(;.*)?", o)
+        if m:
+            seeds.setdefault(m.group(1), set()).add(int(m.group(2)))
+        else:
+            other.append(o)
     shown = [f"{g} seed{'s' * (len(v) > 1)} {', '.join(map(str, sorted(v)))}" for g, v in sorted(seeds.items())] + other[:5]
     return f"{head}; origins: {'; '.join(shown)}; labels: {'; '.join(sources[:3]) or 'unspecified'}"
 
