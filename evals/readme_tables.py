@@ -14,6 +14,9 @@ Sources (paths relative to the repository root):
 - `evals`: evals/results/<workflow>_summary.json for the other workflows that were run;
 - `serving`: evals/results/serving-<N>-clients.json (`mmdx bench serving --out`), (d) beside (e);
 - `agent`: evals/results/agent_bench.json (`mmdx bench agent --out`), the agent beside its baselines.
+
+Why one file of ~400 lines: it is the map from each README block to the file behind it, one small
+renderer a block; split, the map and the test that diffs it would be read in several places.
 """
 from __future__ import annotations
 
