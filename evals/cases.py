@@ -65,9 +65,9 @@ class CaseSource:
         if self.spec.cohort is not None:
             c = self.spec.cohort
             return (f"synthetic: mmdx ED cohort, seeds {','.join(map(str, c.seeds))}, population {c.population}, "
-                    f"{c.start}..{c.end} ({self.folder})")
+                    f"{c.start}..{c.end} ({c.dir})")  # as the workflow wrote it: the summary reads alike on every machine
         if self.spec.path is not None:
-            return f"cases under {self.folder} (their origin field says whether they are real or synthetic)"
+            return f"cases under {self.spec.path} (their origin field says whether they are real or synthetic)"
         return IU_ORIGIN
 
     def units(self, split: str, limit: int | None = None) -> list[str]:

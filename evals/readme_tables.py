@@ -376,8 +376,7 @@ def render(text: str) -> str:
         name = m.group(1)
         if name not in BLOCKS:
             raise KeyError(f"README block {name!r} has no renderer; known: {', '.join(BLOCKS)}")
-        body = BLOCKS[name]().replace(f"{ROOT}/", "")  # paths relative to the checkout, whatever machine ran it
-        return f"<!-- generated:{name} -->\n{body}\n<!-- /generated:{name} -->"
+        return f"<!-- generated:{name} -->\n{BLOCKS[name]()}\n<!-- /generated:{name} -->"
 
     return re.sub(r"<!-- generated:(\w+) -->.*?<!-- /generated:\1 -->", sub, text, flags=re.S)
 

@@ -47,11 +47,28 @@ def test_the_readme_says_no_stale_facts():
     assert "is still empty" not in text and "first 24 h" not in text
 
 
+ABSOLUTE_PATH = re.compile(r"(?:^|[\s(`'\"])(/(?:[\w.-]+/)+[\w.-]*)")
+
+
 def test_no_path_of_the_machine_that_ran_it():
-    """Failed before: the routing block printed the cohort as /work/main/cohorts/default."""
-    root = str(README.parent)
-    assert root + "/" not in README.read_text()
-    assert readme_tables.render("<!-- generated:routing -->\n<!-- /generated:routing -->").count(root + "/") == 0
+    """Failed before, twice: the routing block printed the cohort as /work/main/cohorts/default; then
+    the renderer stripped *this* checkout's root, so the README passed here and failed on CI's clone,
+    whose root differs, because the recorded summaries still held /work/main/."""
+    rendered = {name: block() for name, block in readme_tables.BLOCKS.items()}
+    found = {name: ABSOLUTE_PATH.findall(body) for name, body in rendered.items()}
+    assert not {k: v for k, v in found.items() if v}
+    recorded = {p.name: ABSOLUTE_PATH.findall(p.read_text()) for p in readme_tables.RESULTS.glob("*.json")}
+    assert not {k: v for k, v in recorded.items() if v}
+
+
+def test_a_cohort_is_described_by_the_path_the_workflow_wrote(tmp_path):
+    """The dataset line of a summary names the cohort as the workflow spells it, not where it lay."""
+    from mmdx.evals.cases import CaseSource
+    from mmdx.evals.workflow_spec import DatasetSpec
+
+    (tmp_path / "imported" / "cases").mkdir(parents=True)
+    source = CaseSource(DatasetSpec(path="imported"), root=tmp_path)
+    assert "cases under imported " in source.describe() and str(tmp_path) not in source.describe()
 
 
 def test_every_test_file_the_readme_names_exists():
