@@ -9,8 +9,10 @@ baseline in the evaluations is scored through it, so they differ only in which o
 **Relevance** (what tool-selection precision and recall are measured against): a tool is relevant
 to a case when
 
-1. it can run on the case (its inputs are present), and
-2. leaving it out of "every runnable tool" changes the answer: the top diagnosis or whether the
+1. it can run on the case (its inputs are present),
+2. it ran (a tool that failed, or an encoder the fused model's run asked for on a case without its
+   modality, is not relevant), and
+3. leaving it out of "every runnable tool" changes the answer: the top diagnosis or whether the
    agent abstains.
 
 Leaving out a modality encoder the fused model reads also takes that modality from the fused model:
@@ -111,7 +113,10 @@ def _leave_out(table: ToolTable, tool: str) -> list[ClassifierOutput]:
         if isinstance(alt, ClassifierOutput):
             outs.append(alt)
     elif tool != FUSED and isinstance(table.results.get(FUSED), ClassifierOutput) and not (
-            tool in ENCODERS and tool not in table.fused_without):
+            tool in ENCODERS and Modality(tool) in table.case.modalities):
+        # a student, or an encoder whose modality the case lacks (the fused model never read it): the
+        # fused model stands as it ran. Only an encoder that read a present modality takes the fused
+        # model with it when the fused model cannot run without that modality.
         outs.append(table.results[FUSED])
     return outs
 
@@ -122,6 +127,8 @@ def relevant_tools(table: ToolTable, vitals="auto") -> set[str]:
     full = answer(table.outputs(table.results), v)
     out = set()
     for tool in table.results:
+        if not isinstance(table.results[tool], ClassifierOutput):
+            continue  # it could not run on the case (a dependency asked for anyway, a failure): never relevant
         if answer(_leave_out(table, tool), v).key != full.key:
             out.add(tool)
     return out

@@ -196,10 +196,16 @@ def _routing(step_records, ms, wf, step) -> dict:
                 row["tool_selection"] = M.selection([set(r.extra.get("proposed", [])) for r in ok],
                                                     [set(r.extra.get("relevant", [])) for r in ok])
             table[name] = row
-            if name not in ("oracle", "majority") and row["mean_tool_ms"] is not None and row["n_failed"] < row["n"]:
+            # the frontier compares policies scored on the same cases: one that ran on part of the view
+            # (the LLM on its sample, the X-ray student where there is a film) is shown, not placed
+            if (name not in ("oracle", "majority") and row["mean_tool_ms"] is not None and row["n_failed"] < row["n"]
+                    and row["n"] == len(rs)):
                 points[name] = (row["mean_tool_ms"] + (row["mean_llm_ms"] or 0.0), row["top1"])
         front = _frontier(points)
         verdict = None
+        if "llm_scheduler" in table and "llm_scheduler" not in points:
+            verdict = (f"run on {table['llm_scheduler']['n']} of these {len(rs)} cases only, so not placed on this "
+                       "frontier (see its sample)")
         if "llm_scheduler" in points:
             c, a = points["llm_scheduler"]
             dom = sorted(n for n, (c2, a2) in points.items() if n != "llm_scheduler" and a2 is not None and a is not None

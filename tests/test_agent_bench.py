@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mmdx.agent.graph import DiagnosticAgent
 from mmdx.agent.scope import vital_signs
-from mmdx.core.case import CaseLabels
+from mmdx.core.case import CaseLabels, Modality
 from mmdx.evals.agent_bench import _pct, bench
 from mmdx.evals.relevance import answer, relevant_tools, tool_table
 from mmdx.tools.runner import InProcessRunner
@@ -86,3 +86,26 @@ def test_baselines_beside_the_agent():
 
 def test_percentiles():
     assert _pct([1, 2, 3, 4], 0.5) == 2.5 and _pct([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == 9.1 and _pct([7], 0.9) == 7
+
+
+class FakeFused(FakeNotes):
+    """Fake fused model: reads two or more modalities and says COPD, against the encoders' pneumonia."""
+    name = "fused"
+    requires = frozenset()
+    accepts = frozenset({Modality.cxr, Modality.labs, Modality.notes})
+    min_modalities = 2
+    probs = {"copd_exacerbation": 0.9}
+
+
+def test_an_encoder_that_could_not_run_is_not_relevant():
+    """Failed before: on a case without a radiograph the fused model's run asks for the X-ray encoder
+    too (a dependency), which fails with modality_absent; leaving that failure out also dropped the
+    fused model, so the answer changed and the X-ray tool counted as relevant (2 of the 28 relevant
+    tools of the shipped bench). A tool that cannot run on the case is never relevant, and leaving
+    out an encoder whose modality is absent leaves the fused model as it is."""
+    tools = {**FAKE_TOOLS, "fused": FakeFused}
+    case = make_case(cxr=False)
+    table = tool_table(InProcessRunner(tool_factory=lambda n: tools[n]()), case, names=["labs", "notes", "fused"])
+    assert getattr(table.results["cxr"], "kind", None) == "modality_absent"  # the dependency was asked and failed
+    assert answer(table.outputs(table.results), vital_signs(case)).top == "copd_exacerbation"
+    assert relevant_tools(table) == {"fused", "labs", "notes"}

@@ -170,7 +170,11 @@ def test_replay_reproduces_the_summary_byte_for_byte_without_models(tmp_path):
     routing = s["steps"]["routing"]["llm_sample"]
     assert routing["n_cases"] == 4 and "llm_scheduler" in routing["policies"]
     assert routing["llm_scheduler"] is not None and routing["policies"]["llm_scheduler"]["mean_llm_ms"] > 0
-    pol = s["steps"]["routing"]["all_cases"]["policies"]
+    every = s["steps"]["routing"]["all_cases"]
+    # failed before: the LLM's 4-case row was placed on the frontier of the 8-case view
+    assert every["n_cases"] == 8 and "llm_scheduler" not in every["frontier_top1_vs_cost"]
+    assert every["llm_scheduler"].startswith("run on 4 of these 8 cases only")
+    pol = every["policies"]
     assert pol["oracle"]["top1"] >= max(p["top1"] or 0 for k, p in pol.items() if k != "oracle")
 
 
