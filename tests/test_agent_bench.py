@@ -98,14 +98,19 @@ class FakeFused(FakeNotes):
 
 
 def test_an_encoder_that_could_not_run_is_not_relevant():
-    """Failed before: on a case without a radiograph the fused model's run asks for the X-ray encoder
-    too (a dependency), which fails with modality_absent; leaving that failure out also dropped the
+    """Failed before: on a case without a radiograph the fused model's run asked for the X-ray encoder
+    too (a dependency), which failed with modality_absent; leaving that failure out also dropped the
     fused model, so the answer changed and the X-ray tool counted as relevant (2 of the 28 relevant
-    tools of the shipped bench). A tool that cannot run on the case is never relevant, and leaving
-    out an encoder whose modality is absent leaves the fused model as it is."""
+    tools of the shipped bench). Now the dependency is not asked for where its input is absent; and a
+    tool that failed is never relevant, nor does leaving out an encoder whose modality is absent
+    touch the fused model (the table below holds such a failure, as an explicit request gives)."""
     tools = {**FAKE_TOOLS, "fused": FakeFused}
     case = make_case(cxr=False)
-    table = tool_table(InProcessRunner(tool_factory=lambda n: tools[n]()), case, names=["labs", "notes", "fused"])
-    assert getattr(table.results["cxr"], "kind", None) == "modality_absent"  # the dependency was asked and failed
-    assert answer(table.outputs(table.results), vital_signs(case)).top == "copd_exacerbation"
+    runner = InProcessRunner(tool_factory=lambda n: tools[n]())
+    table = tool_table(runner, case, names=["labs", "notes", "fused"])
+    assert sorted(table.results) == ["fused", "labs", "notes"]  # the film's encoder was not asked for
     assert relevant_tools(table) == {"fused", "labs", "notes"}
+    asked = tool_table(runner, case, names=["cxr", "labs", "notes", "fused"])  # named: it runs, and fails typed
+    assert getattr(asked.results["cxr"], "kind", None) == "modality_absent"
+    assert answer(asked.outputs(asked.results), vital_signs(case)).top == "copd_exacerbation"
+    assert relevant_tools(asked) == {"fused", "labs", "notes"}

@@ -166,6 +166,10 @@ def test_fused_tool_answers_any_subset_from_python_without_running_an_encoder_tw
     assert res["fused"].scores == full.scores  # same answer as the self-encoding path
     again = run_with_dependencies(runner, case, ["fused"], previous=res)  # a later round reuses the encodings
     assert sorted(calls) == ["cxr", "fused", "fused", "labs", "notes"] and again["fused"].scores == full.scores
+    calls.clear()
+    no_film = run_with_dependencies(runner, case.without(Modality.cxr), ["fused"])
+    assert sorted(calls) == ["fused", "labs", "notes"] and sorted(no_film) == ["fused", "labs", "notes"]
+    assert no_film["fused"].notes == ("cxr missing: handled by the model's 'dropout' method",)
 
 
 def test_student_tool_and_the_differential_choose_by_measured_numbers(tiny, monkeypatch):

@@ -4,7 +4,7 @@ encoder twice.
     results = run_with_dependencies(runner, case, ["labs", "fused"], previous={})
 
 A tool that `depends_on` others (the fused model reads the encoders' tokens) runs after them; the
-encoders it needs run too even when not asked for (their outputs come back as well, and count as
+encoders it needs whose inputs the case has run too even when not asked for (their outputs come back as well, and count as
 evidence), and are asked `with_encoding=True` so the same forward pass yields the tokens. Outputs
 already in `previous` that carry an encoding are reused, not recomputed. Every result is a
 ClassifierOutput or a ToolFailure, as from the runner.
@@ -37,7 +37,10 @@ def run_with_dependencies(runner: ToolRunner, case: PatientCase, names: list[str
                           timeout_s: float | None = None) -> dict[str, ToolResult]:
     previous = dict(previous or {})
     dependents = [n for n in names if _deps(n)]
-    needed = [d for n in dependents for d in _deps(n) if d in registry.names()]
+    # an encoder is asked for on a dependent's behalf only when its input is present: on a case without
+    # a film the fused model reads the other tokens, and no "cxr failed (modality_absent)" is reported
+    # for a tool nobody asked for (one named in `names` still runs, and fails typed, as asked)
+    needed = [d for n in dependents for d in _deps(n) if d in registry.names() and can_run(registry.tool_class(d), case)]
     first = list(dict.fromkeys([n for n in names if not _deps(n)] + needed))
     reuse = {n for n in first if isinstance(previous.get(n), ClassifierOutput) and previous[n].encoding is not None}
     first_run = [n for n in first if n not in reuse and (n in names or n not in previous)]
