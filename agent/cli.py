@@ -112,6 +112,8 @@ def _print_trace(final: dict, file=None) -> None:
             continue
         if e["step"] == "tools":
             print(f"  tools {', '.join(e['tools'])} ran in {e['latency_s']:.2f}s", file=file)
+        elif "schema_valid" not in e:  # a step the graph records without an LLM call (reflect_skipped)
+            print(f"  {e['step'].replace('_', ' ')}: {e.get('why', '')}", file=file)
         else:
             print(f"  llm {e['step']}: {'valid' if e['schema_valid'] else 'INVALID'} in {e['latency_s']:.1f}s", file=file)
 

@@ -272,8 +272,15 @@ class DiagnosticAgent:
         case = state["case"]
         planned = {p.tool for p in state.get("plan", [])}
         remaining = [t for t in self.runnable(case) if t not in planned]
+        # with the fused model's output in hand the differential takes its numbers (agg.choose_sources):
+        # a student distilled from it adds no number, so it is not worth an LLM call to offer
+        fused_ran = sorted(t for t in state.get("results", {}) if t in agg.FUSED_TOOLS)
+        idle = [t for t in remaining if fused_ran and t.startswith(STUDENT_PREFIX)]
+        remaining = [t for t in remaining if t not in idle]
         if n > self.config.max_reflections or not remaining:
-            return {"reflections": n, "proposed": []}
+            events = ([{"step": "reflect_skipped", "why": f"{', '.join(fused_ran)} ran: {', '.join(idle)} would not change "
+                        "the differential's numbers"}] if idle and n <= self.config.max_reflections else [])
+            return {"reflections": n, "proposed": [], "events": events}
         _progress(config, "reflecting", detail="the LLM reads the results and may ask for more tools")
         parsed, err, events = self.ask(case.case_id, "reflect", self.messages(prompts.reflect_request(
             case, state.get("results", {}), state.get("failures", {}), remaining)), prompts.plan_schema(remaining), _Plan,

@@ -77,4 +77,18 @@ class CrashingNotes(FakeNotes):
         raise RuntimeError("boom")
 
 
+class FakeFused(FakeNotes):
+    """Fake fused model: reads two or more modalities and says COPD, against the encoders' pneumonia."""
+    name = "fused"
+    requires = frozenset()
+    accepts = frozenset({Modality.cxr, Modality.labs, Modality.notes})
+    min_modalities = 2
+    probs = {"copd_exacerbation": 0.9}
+
+
+class FakeStudentLabs(FakeLabs):
+    """Fake labs student."""
+    name = "student_labs"
+
+
 FAKE_TOOLS = {"cxr": FakeCxr, "labs": FakeLabs, "notes": FakeNotes}

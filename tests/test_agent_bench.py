@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from mmdx.agent.graph import DiagnosticAgent
 from mmdx.agent.scope import vital_signs
-from mmdx.core.case import CaseLabels, Modality
+from mmdx.core.case import CaseLabels
 from mmdx.evals.agent_bench import _pct, bench
 from mmdx.evals.relevance import answer, relevant_tools, tool_table
 from mmdx.tools.runner import InProcessRunner
 
-from agent_fakes import FAKE_TOOLS, FakeNotes, make_case
+from agent_fakes import FAKE_TOOLS, FakeFused, FakeNotes, make_case
 from llm_fakes import ScriptedLLM
 
 PLAN = {"tools": ["cxr", "labs", "notes"]}
@@ -86,15 +86,6 @@ def test_baselines_beside_the_agent():
 
 def test_percentiles():
     assert _pct([1, 2, 3, 4], 0.5) == 2.5 and _pct([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == 9.1 and _pct([7], 0.9) == 7
-
-
-class FakeFused(FakeNotes):
-    """Fake fused model: reads two or more modalities and says COPD, against the encoders' pneumonia."""
-    name = "fused"
-    requires = frozenset()
-    accepts = frozenset({Modality.cxr, Modality.labs, Modality.notes})
-    min_modalities = 2
-    probs = {"copd_exacerbation": 0.9}
 
 
 def test_an_encoder_that_could_not_run_is_not_relevant():

@@ -1,15 +1,18 @@
 """The agent graph with a scripted LLM and fake tools: plan -> guard -> execute -> reflect -> answer."""
 from __future__ import annotations
 
+import io
+
 import pytest
 
+from mmdx.agent.cli import _print_trace
 from mmdx.agent.graph import AgentConfig, DiagnosticAgent
 from mmdx.agent.llm import LLMTimeout
 from llm_fakes import ScriptedLLM
 from mmdx.core.audit import AuditLog, verify
 from mmdx.tools.runner import InProcessRunner
 
-from agent_fakes import FAKE_TOOLS, CrashingNotes, make_case
+from agent_fakes import FAKE_TOOLS, CrashingNotes, FakeFused, FakeStudentLabs, make_case
 
 
 def agent_with(script, tools=FAKE_TOOLS, audit=None):
@@ -61,6 +64,30 @@ def test_reflect_can_add_a_tool():
     agent, llm = agent_with([plan, more, {"claims": [{"label": "pneumonia", "says": "likely", "tool": "notes", "p": 0.6}]}])
     dx = agent.diagnose(make_case(cxr=False))
     assert [(p.tool, p.source) for p in dx.plan] == [("labs", "llm"), ("notes", "reflect")]
+
+
+def test_reflect_is_not_asked_when_nothing_left_could_change_the_numbers():
+    """Failed before: once the fused model had run, the reflect step still asked the LLM about the
+    students (distilled from that same model, whose numbers the differential never takes while the
+    fused output is there). On the routing run the LLM asked for every one of them, every time: 14 s
+    of LLM per case for nothing. Now the reflect step is skipped, and the skip is recorded."""
+    tools = {**FAKE_TOOLS, "fused": FakeFused, "student_labs": FakeStudentLabs}
+    claims = {"claims": [{"label": "copd_exacerbation", "says": "likely", "tool": "fused", "p": 0.9}]}
+    agent, llm = agent_with([PLAN_ALL, claims], tools=tools)
+    final = agent.run(make_case())
+    assert llm.remaining == 0 and len(llm.calls) == 2  # plan and answer, no reflect
+    assert [p.tool for p in final["diagnosis"].plan] == ["cxr", "labs", "notes", "fused"]
+    skipped = [e for e in final["events"] if e["step"] == "reflect_skipped"]
+    assert skipped and "student_labs" in skipped[0]["why"]
+    trace = io.StringIO()
+    _print_trace(final, file=trace)  # the terminal's --trace shows the skip (it had no LLM latency to print)
+    assert "reflect skipped: fused ran" in trace.getvalue()
+    # without a fused model the student can carry the labs' number: reflect offers it
+    no_fused = {**FAKE_TOOLS, "student_labs": FakeStudentLabs}
+    labs_claim = {"claims": [{"label": "pneumonia", "says": "likely", "tool": "labs", "p": 0.7}]}
+    agent, llm = agent_with([{"tools": ["labs", "notes"]}, {"tools": ["student_labs"]}, labs_claim], tools=no_fused)
+    final = agent.run(make_case(cxr=False))
+    assert ("student_labs", "reflect") in [(p.tool, p.source) for p in final["diagnosis"].plan] and llm.remaining == 0
 
 
 def test_llm_failure_degrades_to_classifiers():
