@@ -10,7 +10,9 @@
   more modalities are present (or a student when only one is) where those tools are registered, and
   fall back to every available tool when the plan is empty or the LLM failed. Every override is kept.
 - execute: the calls fan out in parallel through the tool runner (in-process or Ray).
-- reflect: the LLM sees the results and may ask for tools not yet run (at most `max_reflections`).
+- reflect: the LLM sees the results and may ask for tools not yet run (at most `max_reflections`);
+  not asked when all that remains is students and the fused model has run (its numbers are the
+  differential then: agg.choose_sources), and the skip is an event.
 - aggregate: probabilities come from the tools only (agent/aggregate.py); scope rules hold back
   "none of the N conditions mmdx covers" without normal vitals; abstain when the evidence is weak.
 - answer: the LLM states claims as data (agent/claims.py), each checked against the tool outputs;
