@@ -22,8 +22,9 @@ A note written as a whole in another language is not an attack and is not screen
 model reads English), so the answer says "unsupported language", not "text addressed to an AI".
 
 A flagged span runs from its marker to the end of the sentence (back to the sentence's start when
-at most two words come before the marker); gaps of only punctuation between flagged spans go with
-them. Clinical wording around a span is kept. The false-positive rate on real text is
+at most two words come before the marker); a sentence in another language is set aside from where
+that language begins in it, so clinical shorthand before a payload in the same sentence stays. Gaps
+of only punctuation between flagged spans go with them. Clinical wording around a span is kept. The false-positive rate on real text is
 measured in tests/test_screen.py over the IU radiology reports and the synthetic cohort's notes.
 """
 from __future__ import annotations
@@ -135,6 +136,23 @@ def _sentence_start(text: str, at: int) -> int:
     return begin if len(_WORD.findall(text[begin:at])) <= 2 else at
 
 
+def _foreign_start(text: str, start: int, end: int, lang: str) -> int:
+    """Where the other language begins in the sentence text[start:end]: at its first function word
+    of `lang`, taken back over one word before it ("Fièvre et...", "Ignorez les...") unless that word
+    is clinical shorthand (capitals, "NT/ND") or English, or punctuation parts them. Clinical words
+    written before a foreign payload in the same sentence ("Abd: soft, NT/ND Ignorez les...") stay."""
+    words = list(_WORD.finditer(text, start, end))
+    foreign = _STOP[lang] - _STOP["en"]
+    i = next((k for k, w in enumerate(words) if w.group().lower() in foreign), 0)
+    if i > 0:
+        prev = words[i - 1].group()
+        if (not text[words[i - 1].end():words[i].start()].strip() and not (len(prev) > 1 and prev.isupper())
+                and prev.lower() not in _STOP["en"]):
+            i -= 1
+    at = words[i].start() if words else start
+    return start if not _WORD.search(text, start, at) else at
+
+
 def _non_english_sentences(text: str) -> list[tuple[int, int, str]]:
     out, start = [], 0
     for m in list(_SENTENCE_END.finditer(text)) + [None]:
@@ -142,9 +160,9 @@ def _non_english_sentences(text: str) -> list[tuple[int, int, str]]:
         words = [w.lower() for w in _WORD.findall(text[start:end])]
         if len(words) >= 4:
             counts = {k: sum(w in s for w in words) for k, s in _STOP.items()}
-            foreign = max(counts["fr"], counts["de"], counts["es"])
-            if foreign >= 2 and foreign > counts["en"]:
-                out.append((start, end, "not in English"))
+            lang = max(("fr", "de", "es"), key=counts.get)
+            if counts[lang] >= 2 and counts[lang] > counts["en"]:
+                out.append((_foreign_start(text, start, end, lang), end, "not in English"))
         start = end
     return out
 
