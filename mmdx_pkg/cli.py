@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "case": ("mmdx.core.case_cli:main", "validate case files; import a CSV or FHIR bundle as a case"),
     "tools": ("mmdx.tools.cli:tools_main", "list the registered tools; run one on a case"),
     "tool": ("mmdx.tools.cli:tool_main", "deprecated spelling of `mmdx tools run`"),
-    "train": ("mmdx.models.train:main", "train a modality model (cxr, labs, notes)"),
+    "train": ("mmdx.models.train:main", "train a model: a modality model, the fused model or a student"),
     "diagnose": ("mmdx.agent.cli:diagnose_main", "run the diagnostic agent on a case"),
     "chat": ("mmdx.agent.cli:chat_main", "chat with the agent in the terminal"),
     "serve": ("mmdx.agent.web:main", "serve the chat web page"),
@@ -34,10 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 # command -> its subcommands, for `mmdx --help` (each command's module dispatches them)
 SUBCOMMANDS: dict[str, tuple[str, ...]] = {
-    "data": ("build", "demo", "stats", "make-demo", "import", "split"),
+    "data": ("build", "audit", "demo", "stats", "make-demo", "import", "split"),
     "case": ("validate", "import"),
     "tools": ("list", "run"),
-    "train": ("cxr", "labs", "notes"),
+    "train": ("cxr", "labs", "notes", "student_cxr", "student_labs", "student_notes", "fused"),
     "bench": ("serving", "agent", "gpu"),
     "eval": ("run", "report", "injection"),
     "workflow": ("score", "summary"),
