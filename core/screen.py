@@ -24,8 +24,9 @@ model reads English), so the answer says "unsupported language", not "text addre
 A flagged span runs from its marker to the end of the sentence (back to the sentence's start when
 at most two words come before the marker); a sentence in another language is set aside from where
 that language begins in it, so clinical shorthand before a payload in the same sentence stays. Gaps
-of only punctuation between flagged spans go with them. Clinical wording around a span is kept. The false-positive rate on real text is
-measured in tests/test_screen.py over the IU radiology reports and the synthetic cohort's notes.
+of only punctuation between flagged spans go with them. Clinical wording around a span is kept. The
+false-positive rate on real text is measured in tests/test_screen.py over the IU radiology reports
+and the synthetic cohort's notes.
 """
 from __future__ import annotations
 

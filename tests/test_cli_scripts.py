@@ -4,8 +4,8 @@ lists every command and subcommand. And the audit trail's inputs: the image by i
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
