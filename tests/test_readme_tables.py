@@ -5,6 +5,7 @@ Edit a number by hand, or change a card or summary without re-rendering, and thi
 `python -m mmdx.evals.readme_tables` rewrites the blocks."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -82,8 +83,6 @@ def test_each_tool_as_it_runs_agrees_with_its_card():
     # The cohort workflow runs each shipped tool on the default cohort's test split, the split its card
     # was scored on. The notes card said 0.883 (first windows only) where the tool, pooling every
     # window, scores 0.864; a card that overstates its tool by more than rounding fails here.
-    import json
-
     summary = json.loads((readme_tables.RESULTS / "cohort_summary.json").read_text())
     assert "cohorts/default" in summary["dataset"] and summary["split"] == "test"
     ran = summary["steps"]["tools"]["results"]

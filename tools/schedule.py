@@ -3,11 +3,11 @@ encoder twice.
 
     results = run_with_dependencies(runner, case, ["labs", "fused"], previous={})
 
-A tool that `depends_on` others (the fused model reads the encoders' tokens) runs after them; the
-encoders it needs whose inputs the case has run too even when not asked for (their outputs come back as well, and count as
-evidence), and are asked `with_encoding=True` so the same forward pass yields the tokens. Outputs
-already in `previous` that carry an encoding are reused, not recomputed. Every result is a
-ClassifierOutput or a ToolFailure, as from the runner.
+A tool that `depends_on` others (the fused model reads the encoders' tokens) runs after them. The
+encoders it needs run too, even when not asked for, wherever the case has their input (their outputs
+come back as well, and count as evidence); they are asked `with_encoding=True` so the same forward
+pass yields the tokens. Outputs already in `previous` that carry an encoding are reused, not
+recomputed. Every result is a ClassifierOutput or a ToolFailure, as from the runner.
 """
 from __future__ import annotations
 
